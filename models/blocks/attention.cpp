@@ -1,0 +1,59 @@
+#include "models/blocks/attention.hpp"
+
+#include <ATen/ATen.h>
+
+namespace strata::models {
+
+AttentionImpl::AttentionImpl(const ModelConfig& cfg, bool is_causal, bool use_rope)
+    : head_dim(cfg.head_dim()), causal(is_causal), rope(use_rope), rope_theta(cfg.rope_theta), dropout(cfg.dropout) {
+  const int64_t d = cfg.d_model, kv = cfg.kv_heads() * cfg.head_dim();
+  wq = register_module("wq", Linear(d, d, cfg.bias, LinearRole::Column));
+  wk = register_module("wk", Linear(d, kv, cfg.bias, LinearRole::Column));
+  wv = register_module("wv", Linear(d, kv, cfg.bias, LinearRole::Column));
+  wo = register_module("wo", Linear(d, d, cfg.bias, LinearRole::Row));
+}
+
+at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t offset) {
+  const int64_t T = x.size(2), hd = x.size(3);
+  auto opts = at::TensorOptions().dtype(at::kFloat).device(x.device());
+  auto inv = at::pow(theta, -at::arange(0, hd, 2, opts) / static_cast<double>(hd));  // [hd/2]
+  auto pos = at::arange(offset, offset + T, opts);
+  auto ang = at::outer(pos, inv);  // [T, hd/2]
+  auto cos = ang.cos(), sin = ang.sin();
+  auto xf = x.to(at::kFloat).reshape({x.size(0), x.size(1), T, hd / 2, 2});
+  auto x0 = xf.select(-1, 0), x1 = xf.select(-1, 1);
+  auto y = at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1);
+  return y.flatten(3).to(x.scalar_type());
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& key_padding_mask) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto q = wq(x), k = wk(x), v = wv(x);
+  const int64_t hq = q.size(-1) / head_dim, hkv = k.size(-1) / head_dim;
+  q = q.view({B, T, hq, head_dim}).transpose(1, 2);
+  k = k.view({B, T, hkv, head_dim}).transpose(1, 2);
+  v = v.view({B, T, hkv, head_dim}).transpose(1, 2);
+  if (rope) {
+    q = apply_rope(q, rope_theta);
+    k = apply_rope(k, rope_theta);
+  }
+  if (hkv != hq) {
+    k = k.repeat_interleave(hq / hkv, 1);
+    v = v.repeat_interleave(hq / hkv, 1);
+  }
+  std::optional<at::Tensor> mask;
+  bool is_causal = causal;
+  if (key_padding_mask) {
+    auto m = key_padding_mask->view({B, 1, 1, T});
+    if (causal) {
+      m = m & at::ones({T, T}, m.options()).tril().view({1, 1, T, T});
+      is_causal = false;
+    }
+    mask = m;
+  }
+  auto y = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout : 0.0, is_causal);
+  y = y.transpose(1, 2).reshape({B, T, hq * head_dim});
+  return wo(y);
+}
+
+}  // namespace strata::models

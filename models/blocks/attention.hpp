@@ -1,0 +1,31 @@
+// Multi-head self-attention: causal or bidirectional, optional padding mask, optional RoPE, and
+// grouped-query attention (n_kv_head K/V heads shared by groups of query heads). The head counts are
+// read from the projection shapes at run time, so a tensor-parallel shard (fewer local heads) runs
+// the same code.
+#pragma once
+#include <optional>
+
+#include <torch/nn/module.h>
+
+#include "models/blocks/linear.hpp"
+#include "models/config.hpp"
+
+namespace strata::models {
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& cfg, bool causal, bool rope);
+  // x [B, T, d]; key_padding_mask: bool [B, T], true = real token (optional).
+  at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& key_padding_mask = std::nullopt);
+
+  Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+  int64_t head_dim;
+  bool causal, rope;
+  double rope_theta, dropout;
+};
+TORCH_MODULE(Attention);
+
+// Applies rotary position embedding (Meta's interleaved-pair layout) to x [B, H, T, hd].
+at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t position_offset = 0);
+
+}  // namespace strata::models

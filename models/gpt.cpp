@@ -1,0 +1,46 @@
+#include "models/gpt.hpp"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "core/error.hpp"
+#include "models/init.hpp"
+
+namespace strata::models {
+
+GptBlockImpl::GptBlockImpl(const ModelConfig& cfg) : dropout(cfg.dropout) {
+  norm1 = register_module("norm1", Norm(cfg.d_model, cfg.norm_eps, false, cfg.bias));
+  attn = register_module("attn", Attention(cfg, /*causal=*/true, /*rope=*/false));
+  norm2 = register_module("norm2", Norm(cfg.d_model, cfg.norm_eps, false, cfg.bias));
+  mlp = register_module("mlp", Mlp(cfg, Activation::GeluTanh));
+}
+
+at::Tensor GptBlockImpl::forward(const at::Tensor& x) {
+  auto h = x + at::dropout(attn(norm1(x)), dropout, is_training());
+  return h + at::dropout(mlp(norm2(h)), dropout, is_training());
+}
+
+Gpt::Gpt(const ModelConfig& cfg) : cfg_(cfg) {
+  tok_emb = register_parameter("tok_emb", at::empty({cfg.vocab_size, cfg.d_model}));
+  pos_emb = register_parameter("pos_emb", at::empty({cfg.max_seq_len, cfg.d_model}));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.n_layer; ++i) blocks->push_back(GptBlock(cfg));
+  norm_f = register_module("norm_f", Norm(cfg.d_model, cfg.norm_eps, false, cfg.bias));
+  if (!cfg.tie_embeddings) head = register_module("head", Linear(cfg.d_model, cfg.vocab_size, false, LinearRole::Column));
+  init_weights(0);
+}
+
+void Gpt::init_weights(uint64_t seed) { init_transformer(*this, cfg_, seed); }
+
+at::Tensor Gpt::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {
+  const int64_t T = ids.size(1);
+  if (T > cfg_.max_seq_len) fail("gpt: sequence length {} exceeds model.max_seq_len = {}", T, cfg_.max_seq_len);
+  auto x = at::embedding(tok_emb, ids) + pos_emb.narrow(0, 0, T);
+  x = at::dropout(x, cfg_.dropout, is_training());
+  for (const auto& b : *blocks) x = b->as<GptBlock>()->forward(x);
+  x = norm_f(x);
+  return head ? head(x) : at::linear(x, tok_emb);
+}
+
+}  // namespace strata::models

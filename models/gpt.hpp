@@ -1,0 +1,40 @@
+// GPT-2: pre-LN decoder, learned positions, GELU (tanh) MLP, tied embeddings (specs/models.md §2).
+#pragma once
+#include <torch/nn/modules/container/modulelist.h>
+
+#include "models/blocks/attention.hpp"
+#include "models/blocks/mlp.hpp"
+#include "models/blocks/norm.hpp"
+#include "models/language_model.hpp"
+
+namespace strata::models {
+
+class GptBlockImpl : public torch::nn::Module {
+ public:
+  explicit GptBlockImpl(const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x);
+
+  Norm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+  double dropout;
+};
+TORCH_MODULE(GptBlock);
+
+class Gpt : public LanguageModel {
+ public:
+  explicit Gpt(const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask = std::nullopt) override;
+  const ModelConfig& config() const override { return cfg_; }
+  void init_weights(uint64_t seed) override;
+
+  at::Tensor tok_emb, pos_emb;
+  torch::nn::ModuleList blocks;
+  Norm norm_f{nullptr};
+  Linear head{nullptr};  // only when embeddings are untied
+
+ private:
+  ModelConfig cfg_;
+};
+
+}  // namespace strata::models

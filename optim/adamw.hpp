@@ -1,0 +1,21 @@
+// AdamW with PyTorch semantics (specs/sophia.md §2): decoupled weight decay multiplied by lr,
+// bias-corrected moments, eps added to sqrt(v_hat).
+#pragma once
+#include "optim/optimizer.hpp"
+
+namespace strata::optim {
+
+class AdamW final : public Optimizer {
+ public:
+  AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double eps);
+  void step(double lr) override;
+  std::map<std::string, at::Tensor> state() const override;
+  void load_state(const std::map<std::string, at::Tensor>& state) override;
+
+ private:
+  double beta1_, beta2_, eps_;
+  int64_t t_ = 0;
+  std::vector<std::vector<at::Tensor>> m_, v_;  // per group, per parameter
+};
+
+}  // namespace strata::optim

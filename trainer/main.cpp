@@ -1,0 +1,76 @@
+// The `strata` command line: prep, train, generate.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "data/prep.hpp"
+#include "parallel/world.hpp"
+#include "trainer/generate.hpp"
+#include "trainer/recipe.hpp"
+#include "trainer/trainer.hpp"
+
+using namespace strata;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Strata: LLM pretraining in C++ on LibTorch"};
+  app.require_subcommand(1);
+
+  data::PrepOptions prep;
+  auto* prep_cmd = app.add_subcommand("prep", "tokenize text into a dataset directory (train/val shards + manifest)");
+  prep_cmd->add_option("--input,-i", prep.inputs, "text files or directories")->required();
+  prep_cmd->add_option("--out,-o", prep.out, "dataset directory to write")->required();
+  prep_cmd->add_option("--tokenizer", prep.tokenizer, "tokenizer: byte")->capture_default_str();
+  prep_cmd->add_option("--val-every", prep.val_every, "every N-th document goes to validation")->capture_default_str();
+  prep_cmd->add_flag("--force", prep.force, "rebuild even if the inputs are unchanged");
+
+  std::string recipe;
+  std::vector<std::string> sets;
+  bool resume = false, print_config = false;
+  auto* train_cmd = app.add_subcommand("train", "pretrain a model from a YAML recipe");
+  train_cmd->add_option("recipe", recipe, "recipe file (YAML)")->required();
+  train_cmd->add_option("--set", sets, "override a recipe key: section.key=value (repeatable)");
+  train_cmd->add_flag("--resume", resume, "continue from the newest checkpoint in run.dir");
+  train_cmd->add_flag("--print-config", print_config, "print the resolved recipe and exit");
+
+  trainer::GenerateOptions gen;
+  auto* gen_cmd = app.add_subcommand("generate", "sample text from a trained run");
+  gen_cmd->add_option("--run", gen.run_dir, "run directory")->required();
+  gen_cmd->add_option("--prompt", gen.prompt, "text to continue");
+  gen_cmd->add_option("--max-tokens", gen.max_new_tokens, "tokens to generate")->capture_default_str();
+  gen_cmd->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
+  gen_cmd->add_option("--top-k", gen.top_k, "sample from the k most likely tokens (0 = all)")->capture_default_str();
+  gen_cmd->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  auto world = parallel::world_from_env();
+  init_logging(static_cast<int>(world.rank), static_cast<int>(world.size));
+  try {
+    if (*prep_cmd) {
+      data::prep_dataset(prep);
+    } else if (*train_cmd) {
+      auto cfg = trainer::load_recipe(recipe, sets);
+      if (print_config) {
+        std::cout << trainer::dump_recipe(cfg);
+        return 0;
+      }
+      trainer::Trainer t(cfg, resume);
+      auto res = t.run();
+      spdlog::info("done: {} steps, final loss {:.4f}, val loss {:.4f}; run directory {}", res.steps_done, res.final_loss,
+                   res.final_val_loss, cfg.run.dir);
+    } else if (*gen_cmd) {
+      std::cout << trainer::generate_text(gen) << std::endl;
+    }
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    spdlog::error("LibTorch error: {}", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

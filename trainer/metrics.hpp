@@ -1,0 +1,25 @@
+// metrics.jsonl: one JSON object per line, keys chosen by the caller (numbers only).
+#pragma once
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace strata::trainer {
+
+class MetricsWriter {
+ public:
+  MetricsWriter() = default;
+  // append = true keeps lines from an earlier run (resume); lines for steps >= first_step are dropped.
+  MetricsWriter(const std::filesystem::path& path, int64_t first_step);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+  void write(const std::vector<std::pair<std::string, double>>& fields);
+
+ private:
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace strata::trainer

@@ -1,0 +1,204 @@
+#include "trainer/trainer.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/Context.h>
+#include <torch/autograd.h>
+
+#include "checkpoint/checkpoint.hpp"
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "models/flops.hpp"
+#include "optim/grad_clip.hpp"
+#include "optim/schedule.hpp"
+#include "trainer/recipe.hpp"
+
+namespace strata::trainer {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+at::Device setup_device(const TrainSection& t) {
+  int threads = t.threads > 0 ? static_cast<int>(t.threads) : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(1, threads));
+  bool cuda = at::hasCUDA();
+  if (t.device == "cuda" && !cuda) fail("train.device = cuda but no CUDA device is available");
+  return (t.device == "cuda" || (t.device == "auto" && cuda)) ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+}
+
+namespace {
+
+// bf16 autocast on CUDA for the forward pass; master weights and optimizer state stay fp32.
+struct AutocastScope {
+  bool on;
+  AutocastScope(bool enable) : on(enable) {
+    if (on) {
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+    }
+  }
+  ~AutocastScope() {
+    if (on) {
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+    }
+  }
+};
+
+}  // namespace
+
+Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
+  device_ = setup_device(cfg_.train);
+  if (cfg_.data.path.empty()) fail("data.path is empty: point it at a dataset prepared by `strata prep`");
+  train_ds_ = std::make_unique<data::TokenDataset>(cfg_.data.path, "train");
+  val_ds_ = std::make_unique<data::TokenDataset>(cfg_.data.path, "val");
+  const auto& man = train_ds_->manifest();
+  if (man.vocab_size > cfg_.model.vocab_size)
+    fail("dataset '{}' uses a vocabulary of {} tokens ({}) but model.vocab_size is {}", cfg_.data.path, man.vocab_size,
+         man.tokenizer, cfg_.model.vocab_size);
+  train_loader_ = std::make_unique<data::BatchLoader>(*train_ds_, cfg_.train.seq_len, cfg_.run.seed, true);
+  val_loader_ = std::make_unique<data::BatchLoader>(*val_ds_, cfg_.train.seq_len, cfg_.run.seed, false);
+
+  at::manual_seed(cfg_.run.seed);
+  model_ = models::make_model(cfg_.model);
+  model_->init_weights(cfg_.run.seed);
+  model_->to(device_);
+  for (auto& kv : model_->named_parameters()) params_.emplace_back(kv.key(), kv.value());
+  opt_ = optim::make_optimizer(cfg_.optim, optim::default_param_groups(params_, cfg_.optim.weight_decay));
+
+  fs::create_directories(cfg_.run.dir);
+  if (resume) {
+    if (auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints")) {
+      restore(latest->string());
+    } else {
+      spdlog::warn("--resume: no checkpoint under {}/checkpoints, starting from step 0", cfg_.run.dir);
+    }
+  }
+}
+
+at::Tensor Trainer::loss_of(const data::Batch& b) {
+  auto inputs = b.inputs.to(device_, /*non_blocking=*/true), targets = b.targets.to(device_, true);
+  AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
+  auto logits = model_->forward(inputs);
+  return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+}
+
+double Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  const int64_t mb = cfg_.train.micro_batch;
+  double total = 0;
+  for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
+    std::vector<uint64_t> idx(mb);
+    for (int64_t k = 0; k < mb; ++k) idx[k] = i * mb + k;
+    total += loss_of(val_loader_->get(idx)).item<double>();
+  }
+  model_->train();
+  return total / cfg_.train.eval_batches;
+}
+
+void Trainer::save(int64_t step) {
+  checkpoint::CheckpointState st;
+  st.step = step;
+  st.config_yaml = dump_recipe(cfg_);
+  for (const auto& [name, p] : params_) st.tensors["model." + name] = p;
+  for (const auto& [name, t] : opt_->state()) st.tensors["optim." + name] = t;
+  st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  st.meta["samples_consumed"] =
+      std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum);
+  fs::path root = fs::path(cfg_.run.dir) / "checkpoints";
+  auto dir = checkpoint::save_checkpoint(root, st);
+  checkpoint::apply_retention(root, cfg_.checkpoint.keep, cfg_.checkpoint.keep_every);
+  spdlog::info("checkpoint: wrote {}", dir.string());
+}
+
+void Trainer::restore(const std::string& dir) {
+  auto st = checkpoint::load_checkpoint(dir);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : params_) {
+    auto it = st.tensors.find("model." + name);
+    if (it == st.tensors.end()) fail("checkpoint '{}' has no tensor 'model.{}'", dir, name);
+    if (!it->second.sizes().equals(p.sizes()))
+      fail("checkpoint '{}': tensor 'model.{}' has shape {} but the model expects {} (different model config?)", dir, name,
+           it->second.sizes(), p.sizes());
+    p.copy_(it->second);
+  }
+  std::map<std::string, at::Tensor> opt_state;
+  for (const auto& [k, v] : st.tensors)
+    if (k.rfind("optim.", 0) == 0) opt_state[k.substr(6)] = v.to(device_);
+  opt_->load_state(opt_state);
+  if (auto it = st.tensors.find("rng.cpu"); it != st.tensors.end()) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+    gen.set_state(it->second);
+  }
+  start_step_ = st.step;
+  spdlog::info("resumed from {} at step {}", dir, start_step_);
+}
+
+TrainResult Trainer::run(int64_t stop_after) {
+  const auto& t = cfg_.train;
+  const int64_t tokens_per_step = t.micro_batch * t.grad_accum * t.seq_len;
+  const double flops_per_token = models::flops_per_token(cfg_.model, t.seq_len);
+  MetricsWriter metrics(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_);
+  write_file_atomic(fs::path(cfg_.run.dir) / "config.yaml", dump_recipe(cfg_));
+  spdlog::info("model {}: {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens; device {}, {} threads",
+               cfg_.model.arch, models::param_count(cfg_.model) / 1e6, flops_per_token / 1e6, train_ds_->n_tokens(),
+               device_.str(), at::get_num_threads());
+
+  TrainResult res;
+  model_->train();
+  auto interval_start = Clock::now();
+  int64_t interval_tokens = 0;
+  std::vector<at::Tensor> plist;
+  for (auto& [_, p] : params_) plist.push_back(p);
+  for (int64_t step = start_step_; step < t.steps; ++step) {
+    const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
+    for (int64_t a = 0; a < t.grad_accum; ++a) {
+      auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, 0, 1);
+      auto loss = loss_of(train_loader_->get(idx));
+      (loss / static_cast<double>(t.grad_accum)).backward();
+      loss_sum += loss.detach();
+    }
+    const double gnorm = optim::clip_grad_norm(plist, cfg_.optim.grad_clip);
+    opt_->step(lr);
+    opt_->zero_grad();
+    const double loss = loss_sum.item<double>() / t.grad_accum;
+    if (!std::isfinite(loss)) fail("step {}: loss is {} (diverged); lower optim.lr or check the data", step + 1, loss);
+    res.losses.push_back(loss);
+    interval_tokens += tokens_per_step;
+    const int64_t done = step + 1;
+    std::vector<std::pair<std::string, double>> row = {{"step", double(done)}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}};
+    const bool log_now = done % t.log_every == 0 || done == t.steps;
+    if (log_now) {
+      double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      double tps = interval_tokens / std::max(secs, 1e-9);
+      double eta = (t.steps - done) * tokens_per_step / std::max(tps, 1e-9);
+      spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.2f} GFLOP/s | ETA {:.0f}s",
+                   done, t.steps, loss, lr, gnorm, tps, tps * flops_per_token / 1e9, eta);
+      row.push_back({"tokens_per_s", tps});
+      row.push_back({"gflops", tps * flops_per_token / 1e9});
+      interval_start = Clock::now();
+      interval_tokens = 0;
+    }
+    if ((t.eval_every > 0 && done % t.eval_every == 0) || done == t.steps) {
+      double vl = evaluate();
+      res.final_val_loss = vl;
+      spdlog::info("step {:>6} | val loss {:.4f}", done, vl);
+      row.push_back({"val_loss", vl});
+    }
+    metrics.write(row);
+    const bool stopping = stop_after > 0 && done == stop_after;
+    if ((cfg_.checkpoint.every > 0 && done % cfg_.checkpoint.every == 0) || done == t.steps || stopping) save(done);
+    res.final_loss = loss;
+    res.steps_done = done;
+    if (stopping) break;
+  }
+  return res;
+}
+
+}  // namespace strata::trainer

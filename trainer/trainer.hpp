@@ -1,0 +1,52 @@
+// The training loop of one process: data, model, optimizer, schedule, evaluation, metrics and
+// checkpoints wired together from a RunConfig.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/batch.hpp"
+#include "data/dataset.hpp"
+#include "models/language_model.hpp"
+#include "optim/optimizer.hpp"
+#include "trainer/metrics.hpp"
+#include "trainer/run_config.hpp"
+
+namespace strata::trainer {
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  double final_loss = 0, final_val_loss = 0;
+  std::vector<double> losses;  // per step run in this invocation
+};
+
+class Trainer {
+ public:
+  // resume = true continues from the newest checkpoint in <run.dir>/checkpoints if there is one.
+  Trainer(RunConfig cfg, bool resume);
+  // Trains until train.steps, or stops (after a checkpoint) once `stop_after` steps are done
+  // when stop_after > 0, as a preempted run would.
+  TrainResult run(int64_t stop_after = 0);
+
+  models::LanguageModel& model() { return *model_; }
+  double evaluate();
+
+ private:
+  void save(int64_t step);
+  void restore(const std::string& dir);
+  at::Tensor loss_of(const data::Batch& b);
+
+  RunConfig cfg_;
+  at::Device device_{at::kCPU};
+  std::shared_ptr<models::LanguageModel> model_;
+  std::vector<std::pair<std::string, at::Tensor>> params_;
+  std::unique_ptr<optim::Optimizer> opt_;
+  std::unique_ptr<data::TokenDataset> train_ds_, val_ds_;
+  std::unique_ptr<data::BatchLoader> train_loader_, val_loader_;
+  int64_t start_step_ = 0;
+};
+
+// Picks cpu or cuda for train.device = auto|cpu|cuda and sets the intra-op thread count.
+at::Device setup_device(const TrainSection& t);
+
+}  // namespace strata::trainer
