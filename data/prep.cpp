@@ -44,14 +44,17 @@ std::string fingerprint(const std::vector<fs::path>& files, const PrepOptions& o
   return fmt::format("{:08x}", crc32c(key.data(), key.size()));
 }
 
-// Splits text into documents at blank lines (two or more consecutive newlines).
+// Splits text into documents at blank lines (two or more consecutive newlines). A block shorter
+// than 64 bytes (a heading such as "Genesis 1") is joined to the block after it.
 std::vector<std::string_view> split_documents(std::string_view text) {
+  constexpr size_t kMinDoc = 64;
   std::vector<std::string_view> docs;
   size_t i = 0;
   while (i < text.size()) {
     while (i < text.size() && (text[i] == '\n' || text[i] == '\r')) ++i;
     if (i >= text.size()) break;
     size_t end = text.find("\n\n", i);
+    while (end != std::string_view::npos && end - i < kMinDoc) end = text.find("\n\n", end + 2);
     if (end == std::string_view::npos) end = text.size();
     docs.push_back(text.substr(i, end - i));
     i = end;
