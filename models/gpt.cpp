@@ -22,12 +22,12 @@ at::Tensor GptBlockImpl::forward(const at::Tensor& x) {
 }
 
 Gpt::Gpt(const ModelConfig& cfg) : cfg_(cfg) {
-  tok_emb = register_parameter("tok_emb", at::empty({cfg.vocab_size, cfg.d_model}));
+  tok_emb = register_module("tok_emb", Embedding(cfg.vocab_size, cfg.d_model));
   pos_emb = register_parameter("pos_emb", at::empty({cfg.max_seq_len, cfg.d_model}));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < cfg.n_layer; ++i) blocks->push_back(GptBlock(cfg));
   norm_f = register_module("norm_f", Norm(cfg.d_model, cfg.norm_eps, false, cfg.bias));
-  if (!cfg.tie_embeddings) head = register_module("head", Linear(cfg.d_model, cfg.vocab_size, false, LinearRole::Column));
+  if (!cfg.tie_embeddings) head = register_module("head", Linear(cfg.d_model, cfg.vocab_size, false, LinearRole::Vocab));
   init_weights(0);
 }
 
@@ -36,11 +36,11 @@ void Gpt::init_weights(uint64_t seed) { init_transformer(*this, cfg_, seed); }
 at::Tensor Gpt::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {
   const int64_t T = ids.size(1);
   if (T > cfg_.max_seq_len) fail("gpt: sequence length {} exceeds model.max_seq_len = {}", T, cfg_.max_seq_len);
-  auto x = at::embedding(tok_emb, ids) + pos_emb.narrow(0, 0, T);
+  auto x = tok_emb(ids) + pos_emb.narrow(0, 0, T);
   x = at::dropout(x, cfg_.dropout, is_training());
   for (const auto& b : *blocks) x = b->as<GptBlock>()->forward(x);
   x = norm_f(x);
-  return head ? head(x) : at::linear(x, tok_emb);
+  return head ? head(x) : tok_emb->logits(x);
 }
 
 }  // namespace strata::models

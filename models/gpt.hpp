@@ -3,6 +3,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 
 #include "models/blocks/attention.hpp"
+#include "models/blocks/embedding.hpp"
 #include "models/blocks/mlp.hpp"
 #include "models/blocks/norm.hpp"
 #include "models/language_model.hpp"
@@ -28,7 +29,8 @@ class Gpt : public LanguageModel {
   const ModelConfig& config() const override { return cfg_; }
   void init_weights(uint64_t seed) override;
 
-  at::Tensor tok_emb, pos_emb;
+  Embedding tok_emb{nullptr};  // also the output layer when embeddings are tied
+  at::Tensor pos_emb;
   torch::nn::ModuleList blocks;
   Norm norm_f{nullptr};
   Linear head{nullptr};  // only when embeddings are untied

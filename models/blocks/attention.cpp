@@ -11,6 +11,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, bool is_causal, bool use_ro
   wk = register_module("wk", Linear(d, kv, cfg.bias, LinearRole::Column));
   wv = register_module("wv", Linear(d, kv, cfg.bias, LinearRole::Column));
   wo = register_module("wo", Linear(d, d, cfg.bias, LinearRole::Row));
+  wq->unit = wk->unit = wv->unit = wo->unit = head_dim;  // a tensor-parallel split keeps heads whole
 }
 
 at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t offset) {
@@ -27,8 +28,10 @@ at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t offset) {
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& key_padding_mask) {
-  const int64_t B = x.size(0), T = x.size(1);
   auto q = wq(x), k = wk(x), v = wv(x);
+  // Shapes from the projections: a tensor-parallel shard has fewer heads, and under sequence
+  // parallelism x is a chunk of the sequence that the projections gathered.
+  const int64_t B = q.size(0), T = q.size(1);
   const int64_t hq = q.size(-1) / head_dim, hkv = k.size(-1) / head_dim;
   q = q.view({B, T, hq, head_dim}).transpose(1, 2);
   k = k.view({B, T, hkv, head_dim}).transpose(1, 2);

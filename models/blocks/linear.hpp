@@ -12,6 +12,7 @@ enum class LinearRole {
   Replicated,  // every tensor-parallel rank holds the full layer
   Column,      // output features split across ranks (e.g. Q/K/V, MLP up/gate)
   Row,         // input features split across ranks, outputs summed (e.g. attention out, MLP down)
+  Vocab,       // output features are the vocabulary (an untied LM head): split by vocab rows, never gathered
 };
 
 // Communication hooks around a linear layer, supplied by parallel/ (none on one rank).
@@ -30,6 +31,7 @@ class LinearImpl : public torch::nn::Module {
 
   at::Tensor weight, bias;
   LinearRole role;
+  int64_t unit = 1;  // features a split divides (Column: outputs, Row: inputs) come in groups of `unit` (heads)
   std::shared_ptr<LinearComm> comm;  // set by parallel/ when the layer is split
 };
 TORCH_MODULE(Linear);

@@ -1,0 +1,15 @@
+#include "models/blocks/embedding.hpp"
+
+#include <ATen/ATen.h>
+
+namespace strata::models {
+
+EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim) { weight = register_parameter("weight", at::empty({vocab, dim})); }
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) {
+  return comm ? comm->lookup(weight, ids) : at::embedding(weight, ids);
+}
+
+at::Tensor EmbeddingImpl::logits(const at::Tensor& x) { return comm ? comm->logits(weight, x) : at::linear(x, weight); }
+
+}  // namespace strata::models

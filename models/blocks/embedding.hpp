@@ -1,0 +1,29 @@
+// Token embedding whose table can also serve as the tied output layer (logits = x E^T). Rows are
+// token ids. Like Linear, it carries an optional communication hook that parallel/ installs when it
+// splits the rows across tensor-parallel ranks (vocab parallelism); the model code stays plain math.
+#pragma once
+#include <memory>
+
+#include <torch/nn/module.h>
+
+namespace strata::models {
+
+class EmbeddingComm {
+ public:
+  virtual ~EmbeddingComm() = default;
+  virtual at::Tensor lookup(const at::Tensor& weight, const at::Tensor& ids) = 0;
+  virtual at::Tensor logits(const at::Tensor& weight, const at::Tensor& x) = 0;
+};
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t dim);
+  at::Tensor forward(const at::Tensor& ids);  // ids [..] -> [.., dim]
+  at::Tensor logits(const at::Tensor& x);     // x [.., dim] -> [.., vocab] (tied output layer)
+
+  at::Tensor weight;                   // [vocab, dim]
+  std::shared_ptr<EmbeddingComm> comm;  // set by parallel/ when the rows are split
+};
+TORCH_MODULE(Embedding);
+
+}  // namespace strata::models
