@@ -22,6 +22,7 @@ struct ModelConfig {
   bool tie_embeddings = true;
   double rope_theta = 10000.0;
   double init_std = 0.02;
+  int64_t type_vocab_size = 2;       // BERT token types (segment A/B)
 
   int64_t head_dim() const { return d_model / n_head; }
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }

@@ -17,8 +17,10 @@ GptBlockImpl::GptBlockImpl(const ModelConfig& cfg) : dropout(cfg.dropout) {
 }
 
 at::Tensor GptBlockImpl::forward(const at::Tensor& x) {
-  auto h = x + at::dropout(attn(norm1(x)), dropout, is_training());
-  return h + at::dropout(mlp(norm2(h)), dropout, is_training());
+  return run_block(*this, x, [this](const at::Tensor& in) {
+    auto h = in + at::dropout(attn(norm1(in)), dropout, is_training());
+    return h + at::dropout(mlp(norm2(h)), dropout, is_training());
+  });
 }
 
 Gpt::Gpt(const ModelConfig& cfg) : cfg_(cfg) {

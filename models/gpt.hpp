@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/nn/modules/container/modulelist.h>
 
+#include "models/activation_checkpoint.hpp"
 #include "models/blocks/attention.hpp"
 #include "models/blocks/embedding.hpp"
 #include "models/blocks/mlp.hpp"
@@ -10,7 +11,7 @@
 
 namespace strata::models {
 
-class GptBlockImpl : public torch::nn::Module {
+class GptBlockImpl : public torch::nn::Module, public CheckpointableBlock {
  public:
   explicit GptBlockImpl(const ModelConfig& cfg);
   at::Tensor forward(const at::Tensor& x);

@@ -52,7 +52,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
       m = m & at::ones({T, T}, m.options()).tril().view({1, 1, T, T});
       is_causal = false;
     }
-    mask = m;
+    // A query that sees no real key (a left pad under a causal mask) would give a NaN row, and
+    // 0 * NaN in the next layer would leak it into real tokens: every query also sees itself.
+    mask = m | at::eye(T, m.options()).view({1, 1, T, T});
   }
   auto y = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout : 0.0, is_causal);
   y = y.transpose(1, 2).reshape({B, T, hq * head_dim});
