@@ -1,0 +1,179 @@
+#include "parallel/parallelize.hpp"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "core/error.hpp"
+#include "models/blocks/embedding.hpp"
+#include "models/blocks/linear.hpp"
+
+namespace strata::parallel {
+namespace {
+
+const void* key(const at::Tensor& p) { return p.unsafeGetTensorImpl(); }
+
+// Replaces a registered parameter's data by `shard` (same Variable, so the module keeps it).
+void assign(at::Tensor& p, const at::Tensor& shard) { p.set_data(shard.contiguous().clone()); }
+
+struct Sharder {
+  TensorParallelPlan& plan;
+  const TensorParallelOptions& opts;
+  int64_t t, r;
+
+  void column(const std::string& name, models::LinearImpl& lin) {
+    const int64_t out = lin.weight.size(0), unit = lin.unit;
+    if (unit <= 0 || out % unit != 0)
+      fail("parallelize: column layer '{}' has {} output features, not a multiple of its unit {}", name, out, unit);
+    const int64_t units = out / unit;
+    int64_t start = 0, rows = 0, copies = 1;
+    if (units % t == 0) {
+      rows = out / t;
+      start = r * rows;
+    } else if (t % units == 0) {  // fewer units than ranks: replicate each on t/units consecutive ranks
+      copies = t / units;
+      rows = unit;
+      start = (r / copies) * unit;
+    } else {
+      fail("parallelize: column layer '{}' has {} groups of {} output features (heads), which cannot be split "
+           "across tp = {} (need a multiple of tp, or a divisor of it)", name, units, unit, t);
+    }
+    for (at::Tensor* p : {&lin.weight, &lin.bias}) {
+      if (!p->defined()) continue;
+      assign(*p, p->narrow(0, start, rows));
+      plan.copies[key(*p)] = copies;
+      if (copies > 1) plan.partial.push_back({*p, rows, start / unit, units});
+    }
+    plan.sharded.push_back(name);
+    lin.comm = std::make_shared<ColumnParallelComm>(plan.ctx);
+  }
+
+  void row(const std::string& name, models::LinearImpl& lin) {
+    const int64_t in = lin.weight.size(1), unit = lin.unit;
+    if (unit <= 0 || in % unit != 0 || (in / unit) % t != 0)
+      fail("parallelize: row layer '{}' has {} input features in groups of {}, which cannot be split across tp = {}",
+           name, in, unit, t);
+    assign(lin.weight, lin.weight.narrow(1, r * (in / t), in / t));
+    plan.copies[key(lin.weight)] = 1;
+    plan.sharded.push_back(name);
+    lin.comm = std::make_shared<RowParallelComm>(plan.ctx);
+  }
+
+  VocabShard vocab(const std::string& name, int64_t v) {
+    auto s = vocab_shard(v, t, r, opts.vocab_multiple);
+    if (plan.has_vocab && plan.vocab.vocab != v)
+      fail("parallelize: '{}' has a vocabulary of {} but another vocab layer has {}", name, v, plan.vocab.vocab);
+    plan.has_vocab = true;
+    plan.vocab = s;
+    plan.sharded.push_back(name);
+    return s;
+  }
+
+  void vocab_linear(const std::string& name, models::LinearImpl& lin) {
+    auto s = vocab(name, lin.weight.size(0));
+    for (at::Tensor* p : {&lin.weight, &lin.bias}) {
+      if (!p->defined()) continue;
+      assign(*p, vocab_rows(*p, s));
+      plan.copies[key(*p)] = 1;
+    }
+    lin.comm = std::make_shared<ColumnParallelComm>(plan.ctx, /*enters_region=*/false);
+  }
+
+  void embedding(const std::string& name, models::EmbeddingImpl& emb) {
+    auto s = vocab(name, emb.weight.size(0));
+    assign(emb.weight, vocab_rows(emb.weight, s));
+    plan.copies[key(emb.weight)] = 1;
+    emb.comm = std::make_shared<VocabParallelEmbeddingComm>(plan.ctx, s);
+  }
+};
+
+}  // namespace
+
+TensorParallelPlan parallelize(torch::nn::Module& model, std::shared_ptr<ProcessGroup> tp,
+                               const TensorParallelOptions& opts) {
+  if (!tp) fail("parallelize: no tensor-parallel process group");
+  TensorParallelPlan plan;
+  plan.ctx = std::make_shared<TpContext>();
+  plan.ctx->group = tp;
+  const int64_t t = tp->size(), r = tp->rank();
+  if (t == 1) return plan;  // nothing to split: plain layers, full logits
+  plan.ctx->sequence_parallel = opts.sequence_parallel;
+  // Megatron's offset: every tp rank gets its own dropout stream inside regions.
+  plan.ctx->rng = std::make_shared<TpRng>(opts.dropout_seed + 2718 + static_cast<uint64_t>(r), opts.device);
+  torch::NoGradGuard no_grad;
+  Sharder sh{plan, opts, t, r};
+  for (const auto& item : model.named_modules("", /*include_self=*/true)) {
+    const std::string& name = item.key().empty() ? std::string("<root>") : item.key();
+    if (auto lin = std::dynamic_pointer_cast<models::LinearImpl>(item.value())) {
+      if (lin->comm) fail("parallelize: layer '{}' already has a communication hook (parallelized twice?)", name);
+      switch (lin->role) {
+        case models::LinearRole::Column: sh.column(name, *lin); break;
+        case models::LinearRole::Row: sh.row(name, *lin); break;
+        case models::LinearRole::Vocab: sh.vocab_linear(name, *lin); break;
+        case models::LinearRole::Replicated: break;
+      }
+    } else if (auto emb = std::dynamic_pointer_cast<models::EmbeddingImpl>(item.value())) {
+      if (emb->comm) fail("parallelize: embedding '{}' already has a communication hook", name);
+      sh.embedding(name, *emb);
+    }
+  }
+  for (const auto& p : model.parameters())
+    if (!plan.copies.count(key(p))) plan.replicated.push_back(p);
+  return plan;
+}
+
+void TensorParallelPlan::sync_grads() const {
+  torch::NoGradGuard no_grad;
+  for (const auto& pr : partial) {
+    auto g = pr.param.grad();
+    if (!g.defined()) continue;
+    auto shape = g.sizes().vec();
+    shape[0] = pr.unit_rows * pr.units;
+    auto full = at::zeros(shape, g.options());
+    full.narrow(0, pr.unit_index * pr.unit_rows, pr.unit_rows).copy_(g);
+    ctx->group->all_reduce(full, ReduceOp::Sum)->wait();
+    g.copy_(full.narrow(0, pr.unit_index * pr.unit_rows, pr.unit_rows));
+  }
+  if (!ctx->sequence_parallel) return;
+  for (const auto& p : replicated) {
+    auto g = p.grad();
+    if (g.defined()) ctx->group->all_reduce(g, ReduceOp::Sum)->wait();
+  }
+}
+
+double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) const {
+  torch::NoGradGuard no_grad;
+  const int64_t t = ctx->group->size();
+  std::vector<at::Tensor> grads;
+  std::vector<double> weights;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    auto it = copies.find(key(p));
+    weights.push_back(1.0 / static_cast<double>(it == copies.end() ? t : it->second));
+  }
+  if (grads.empty() && t == 1) return 0.0;
+  at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(
+                                     grads.empty() ? at::Device(at::kCPU) : grads.front().device()));
+  if (!grads.empty()) {
+    auto norms = at::stack(at::_foreach_norm(grads, 2)).to(at::kDouble);
+    auto w = at::tensor(weights, at::TensorOptions().dtype(at::kDouble)).to(norms.device());
+    sq += (norms.pow(2) * w).sum();
+  }
+  if (t > 1) ctx->group->all_reduce(sq, ReduceOp::Sum)->wait();
+  return std::sqrt(sq.item<double>());
+}
+
+double TensorParallelPlan::clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
+  const double norm = grad_norm(params);
+  if (max_norm > 0 && norm > max_norm) {
+    torch::NoGradGuard no_grad;
+    const double scale = max_norm / (norm + 1e-6);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(scale);
+  }
+  return norm;
+}
+
+}  // namespace strata::parallel

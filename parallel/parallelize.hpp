@@ -1,0 +1,71 @@
+// parallelize(): turns a model built with full (tp = 1) shapes into this rank's tensor-parallel
+// shard. It walks the modules, and by role only (models::LinearRole, models::Embedding) it slices
+// the weights that the model already holds and installs the communication hooks; it knows nothing
+// of transformers. Initialise the model from the run's seed first: the tp model then holds exactly
+// the shards of the tp = 1 model's weights.
+//
+//   Column  rows split into t contiguous blocks, whole `unit`s (heads) each. With fewer units than
+//           ranks (GQA with tp > n_kv_head) and t % units == 0, each unit is replicated on t/units
+//           consecutive ranks (the ranks whose query heads use it); their gradients are summed by
+//           sync_grads().
+//   Row     input columns split the same way; bias replicated and added once after the reduce.
+//   Vocab (Linear) and Embedding: rows padded to V' (vocab_parallel.hpp) and split; logits stay local.
+//   Replicated, and every parameter not owned by such a layer (norms, positions): untouched.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "parallel/process_group.hpp"
+#include "parallel/tensor_parallel_layers.hpp"
+#include "parallel/vocab_parallel.hpp"
+
+namespace strata::parallel {
+
+struct TensorParallelOptions {
+  int64_t vocab_multiple = 128;  // V' is a multiple of vocab_multiple * t (Megatron: 128)
+  // Sequence parallelism: activations outside the tp regions are split along dimension 1 ([B, T, d]);
+  // column layers all-gather the sequence, row layers reduce-scatter it, the embedding lookup
+  // reduce-scatters. Everything the model does outside the regions must then be per-token (norms,
+  // dropout, residual adds); sync_grads() sums the partial gradients of the replicated parameters.
+  // GPT adds learned positions for the whole sequence after the lookup, so it does not qualify yet.
+  bool sequence_parallel = false;
+  uint64_t dropout_seed = 0;     // tp rank r draws dropout inside regions from seed + 2718 + r (Megatron)
+  c10::DeviceType device = c10::DeviceType::CPU;
+};
+
+struct TensorParallelPlan {
+  std::shared_ptr<TpContext> ctx;
+  bool has_vocab = false;
+  VocabShard vocab;  // valid when has_vocab: the model's outputs are local logits over vocab.start..end
+  // Parameter -> how many tp ranks hold an identical copy (1 = sharded, t = replicated). Parameters
+  // not listed are replicated on all t ranks.
+  std::unordered_map<const void*, int64_t> copies;
+  // Parameters replicated on a subset of ranks (GQA): unit index and unit count, for sync_grads.
+  struct PartialReplica {
+    at::Tensor param;
+    int64_t unit_rows, unit_index, units;
+  };
+  std::vector<PartialReplica> partial;
+  std::vector<std::string> sharded;  // names of the layers that were sliced, for logs and tests
+  std::vector<at::Tensor> replicated;  // parameters every tp rank holds whole (norms, positions, row biases)
+
+  int64_t tp() const { return ctx->group->size(); }
+  // Call after backward (before data-parallel reduction and clipping): sums the gradients of units
+  // shared by several tp ranks and, with sequence parallelism, of the replicated parameters (each
+  // rank saw only its part of the sequence). A no-op without either.
+  void sync_grads() const;
+  // Global L2 norm of the gradients over the tp group: every parameter element counted once.
+  double grad_norm(const std::vector<at::Tensor>& params) const;
+  // Scales the gradients so that grad_norm() <= max_norm (no-op if max_norm <= 0); returns the norm.
+  double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const;
+};
+
+TensorParallelPlan parallelize(torch::nn::Module& model, std::shared_ptr<ProcessGroup> tp,
+                               const TensorParallelOptions& opts = {});
+
+}  // namespace strata::parallel

@@ -1,0 +1,66 @@
+#include "parallel/tensor_parallel_layers.hpp"
+
+#include <mutex>
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+
+#include "parallel/tensor_parallel_ops.hpp"
+
+namespace strata::parallel {
+
+TpRng::TpRng(uint64_t seed, c10::DeviceType device) : device_(device) {
+  auto gen = at::globalContext().defaultGenerator(c10::Device(device));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto saved = gen.get_state();
+  gen.set_current_seed(seed);
+  region_state_ = gen.get_state();
+  gen.set_state(saved);
+}
+
+void TpRng::enter() {
+  if (inside_) return;
+  auto gen = at::globalContext().defaultGenerator(c10::Device(device_));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  outside_state_ = gen.get_state();
+  gen.set_state(region_state_);
+  inside_ = true;
+}
+
+void TpRng::exit() {
+  if (!inside_) return;
+  auto gen = at::globalContext().defaultGenerator(c10::Device(device_));
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  region_state_ = gen.get_state();
+  gen.set_state(outside_state_);
+  inside_ = false;
+}
+
+at::Tensor ColumnParallelComm::before(const at::Tensor& x) {
+  if (enters_region_ && ctx_->rng) ctx_->rng->enter();
+  auto& g = *ctx_->group;
+  return ctx_->sequence_parallel ? gather_from_sp_region(x, ctx_->seq_dim, g) : copy_to_tp_region(x, g);
+}
+
+at::Tensor ColumnParallelComm::after(const at::Tensor& y, const at::Tensor& bias) {
+  return bias.defined() ? y + bias : y;  // the bias is sharded like the output features
+}
+
+at::Tensor RowParallelComm::after(const at::Tensor& y, const at::Tensor& bias) {
+  auto& g = *ctx_->group;
+  auto out = ctx_->sequence_parallel ? reduce_scatter_to_sp_region(y, ctx_->seq_dim, g) : reduce_from_tp_region(y, g);
+  if (ctx_->rng) ctx_->rng->exit();
+  return bias.defined() ? out + bias : out;  // replicated bias, added once after the reduce
+}
+
+at::Tensor VocabParallelEmbeddingComm::lookup(const at::Tensor& weight, const at::Tensor& ids) {
+  return vocab_parallel_embedding(weight, ids, shard_, *ctx_->group, ctx_->sequence_parallel ? ctx_->seq_dim : -1);
+}
+
+at::Tensor VocabParallelEmbeddingComm::logits(const at::Tensor& weight, const at::Tensor& x) {
+  auto& g = *ctx_->group;
+  auto in = ctx_->sequence_parallel ? gather_from_sp_region(x, ctx_->seq_dim, g) : copy_to_tp_region(x, g);
+  return at::linear(in, weight);  // local logits [.., V'/t]
+}
+
+}  // namespace strata::parallel
