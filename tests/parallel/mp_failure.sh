@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# A rank that stops early makes the others fail with a clear error within parallel.timeout_s,
+# never hang: (1) rank 1 never starts, (2) rank 1 is killed in the middle of training. The
+# launched program is a wrapper that exits 0 itself, so torchrun does not stop rank 0 for us.
+source "$(dirname "$0")/mp_common.sh"
+make_dataset
+cat > "$tmp/wrapper.sh" <<WRAP
+#!/usr/bin/env bash
+if [ "\$RANK" = 1 ]; then
+  if [ "\$MODE" = never ]; then exit 0; fi
+  "$bin" "\$@" > "$tmp/rank1.log" 2>&1 &
+  pid=\$!
+  sleep 6; kill -9 \$pid; wait \$pid 2> /dev/null; exit 0
+fi
+exec "$bin" "\$@"
+WRAP
+chmod +x "$tmp/wrapper.sh"
+for mode in never killed; do
+  start=$(date +%s)
+  set +e
+  MODE=$mode timeout 90 "$venv/bin/torchrun" --standalone --nproc-per-node 2 --no-python "$tmp/wrapper.sh" train "$recipe" \
+    "${common[@]}" --set train.steps=100000 --set train.grad_accum=2 --set parallel.timeout_s=8 --set run.dir="$tmp/f_$mode" \
+    > "$tmp/$mode.log" 2>&1
+  rc=$?
+  set -e
+  took=$(($(date +%s) - start))
+  [ $rc -ne 0 ] || { echo "FAIL ($mode): the job exited 0"; tail -20 "$tmp/$mode.log"; exit 1; }
+  [ $rc -ne 124 ] || { echo "FAIL ($mode): the job hung (killed after 90 s)"; tail -20 "$tmp/$mode.log"; exit 1; }
+  [ $took -le 40 ] || { echo "FAIL ($mode): took ${took}s to fail with an 8 s timeout"; exit 1; }
+  # Rank 0's error names the operation, the group and the rank.
+  expect_log "$tmp/$mode.log" "E .*world rank 0"
+  expect_log "$tmp/$mode.log" "process group"
+  echo "$mode: rank 0 failed after ${took}s: $(grep -m1 'E ' "$tmp/$mode.log" | cut -c1-300)"
+done
+echo "failure: ok"
