@@ -26,6 +26,7 @@ MetricsWriter::MetricsWriter(const std::filesystem::path& path, int64_t first_st
   if (!f_) fail("cannot open metrics file '{}'", path.string());
   std::fputs(kept.c_str(), f_);
   std::fflush(f_);
+  tb_ = std::make_unique<TensorBoardWriter>(path.parent_path() / "tb");
 }
 
 MetricsWriter::~MetricsWriter() {
@@ -44,6 +45,7 @@ void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& fie
   line += "}\n";
   std::fputs(line.c_str(), f_);
   std::fflush(f_);
+  if (tb_ && !fields.empty() && fields[0].first == "step") tb_->scalars(static_cast<int64_t>(fields[0].second), fields);
 }
 
 }  // namespace strata::trainer

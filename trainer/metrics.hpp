@@ -1,10 +1,14 @@
-// metrics.jsonl: one JSON object per line, keys chosen by the caller (numbers only).
+// metrics.jsonl (one JSON object per line, keys chosen by the caller, numbers only) and the same
+// scalars as TensorBoard events under <run_dir>/tb/.
 #pragma once
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "trainer/tensorboard.hpp"
 
 namespace strata::trainer {
 
@@ -20,6 +24,7 @@ class MetricsWriter {
 
  private:
   std::FILE* f_ = nullptr;
+  std::unique_ptr<TensorBoardWriter> tb_;
 };
 
 }  // namespace strata::trainer
