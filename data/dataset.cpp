@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "data/tokenizer.hpp"
 
 namespace strata::data {
 namespace fs = std::filesystem;
@@ -19,7 +20,9 @@ DatasetManifest DatasetManifest::load(const fs::path& dir) {
     if (root["format"].as<std::string>("") != "strata-dataset-v1")
       fail("{}: unknown dataset format '{}' (expected strata-dataset-v1)", file.string(), root["format"].as<std::string>(""));
     m.tokenizer = root["tokenizer"].as<std::string>();
+    m.tokenizer_model = root["tokenizer_model"].as<std::string>("");
     m.vocab_size = root["vocab_size"].as<int64_t>();
+    m.input_bytes = root["input_bytes"].as<uint64_t>(0);
     m.fingerprint = root["fingerprint"].as<std::string>("");
     for (const char* split : {"train", "val"}) {
       auto& dst = std::string(split) == "train" ? m.train : m.val;
@@ -41,7 +44,9 @@ std::string DatasetManifest::to_yaml() const {
   YAML::Emitter e;
   e << YAML::BeginMap << YAML::Key << "format" << YAML::Value << "strata-dataset-v1";
   e << YAML::Key << "tokenizer" << YAML::Value << tokenizer;
+  if (!tokenizer_model.empty()) e << YAML::Key << "tokenizer_model" << YAML::Value << tokenizer_model;
   e << YAML::Key << "vocab_size" << YAML::Value << vocab_size;
+  e << YAML::Key << "input_bytes" << YAML::Value << input_bytes;
   e << YAML::Key << "fingerprint" << YAML::Value << fingerprint;
   e << YAML::Key << "splits" << YAML::Value << YAML::BeginMap;
   for (const auto* split : {"train", "val"}) {
@@ -55,6 +60,10 @@ std::string DatasetManifest::to_yaml() const {
   }
   e << YAML::EndMap << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
+}
+
+std::unique_ptr<Tokenizer> load_dataset_tokenizer(const fs::path& dir) {
+  return make_tokenizer(DatasetManifest::load(dir).tokenizer, dir);
 }
 
 TokenDataset::TokenDataset(const fs::path& dir, const std::string& split) : manifest_(DatasetManifest::load(dir)) {

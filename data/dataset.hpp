@@ -19,14 +19,21 @@ struct ShardEntry {
 };
 
 struct DatasetManifest {
-  std::string tokenizer;  // tokenizer identity
+  std::string tokenizer;  // tokenizer identity (kind + model checksum + specials)
+  std::string tokenizer_model;  // "tokenizer.model" in the dataset directory (SentencePiece), else empty
   int64_t vocab_size = 0;
+  uint64_t input_bytes = 0;  // bytes of text tokenized
   std::string fingerprint;  // of the inputs and prep options; unchanged input => nothing to do
   std::vector<ShardEntry> train, val;
 
   static DatasetManifest load(const std::filesystem::path& dir);
   std::string to_yaml() const;
 };
+
+class Tokenizer;
+// The tokenizer a prepared dataset was written with, rebuilt from its manifest (and tokenizer.model);
+// include data/tokenizer.hpp to use it.
+std::unique_ptr<Tokenizer> load_dataset_tokenizer(const std::filesystem::path& dir);
 
 class TokenDataset {
  public:

@@ -1,7 +1,8 @@
 // Tokenizers behind one interface. The byte-level tokenizer maps each UTF-8 byte to its value and
-// appends the special tokens after 255.
+// appends the special tokens after 255; SentencePiece models live in data/sentencepiece.hpp.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -11,6 +12,8 @@ namespace strata::data {
 
 struct SpecialTokens {
   int32_t eos = -1, bos = -1, pad = -1, mask = -1, cls = -1, sep = -1;
+  // The ids that are set (>= 0), for collators that must skip special positions.
+  std::vector<int32_t> ids() const;
 };
 
 class Tokenizer {
@@ -38,7 +41,10 @@ class ByteTokenizer final : public Tokenizer {
   SpecialTokens specials_;
 };
 
-// Builds the tokenizer a dataset manifest names ("byte-v1").
-std::unique_ptr<Tokenizer> make_tokenizer(const std::string& identity);
+// Builds the tokenizer a dataset manifest names: "byte-v1", or "sentencepiece:<crc32c>:<specials>",
+// whose model is `<dataset_dir>/tokenizer.model` (its checksum must match the identity).
+std::unique_ptr<Tokenizer> make_tokenizer(const std::string& identity, const std::filesystem::path& dataset_dir = {});
+// "byte" or "sentencepiece": the kind part of an identity (what recipes name in data.tokenizer).
+std::string tokenizer_kind(const std::string& identity);
 
 }  // namespace strata::data
