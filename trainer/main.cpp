@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "data/prep.hpp"
+#include "growth/apply.hpp"
 #include "parallel/world.hpp"
 #include "trainer/generate.hpp"
 #include "trainer/recipe.hpp"
@@ -43,12 +44,33 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--top-k", gen.top_k, "sample from the k most likely tokens (0 = all)")->capture_default_str();
   gen_cmd->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
 
+  std::string grow_from, grow_to, grow_out;
+  std::vector<std::string> grow_sets;
+  auto* grow_cmd = app.add_subcommand("grow", "grow a checkpoint into the model of a target recipe (its growth: section picks the operator)");
+  grow_cmd->add_option("--from", grow_from, "checkpoint directory or run directory (newest checkpoint) of the small model")->required();
+  grow_cmd->add_option("--to", grow_to, "target recipe (YAML)")->required();
+  grow_cmd->add_option("--out", grow_out, "run directory of the target run (default: the target's run.dir)");
+  grow_cmd->add_option("--set", grow_sets, "override a target recipe key: section.key=value (repeatable)");
+
   CLI11_PARSE(app, argc, argv);
   auto world = parallel::world_from_env();
   init_logging(static_cast<int>(world.rank), static_cast<int>(world.size));
   try {
     if (*prep_cmd) {
       data::prep_dataset(prep);
+    } else if (*grow_cmd) {
+      if (!grow_out.empty()) grow_sets.push_back("run.dir=" + grow_out);
+      auto target = trainer::load_recipe(grow_to, grow_sets);
+      if (!target.growth.enabled()) fail("strata grow: {} has no growth.operator (g_stack or bert2bert)", grow_to);
+      std::filesystem::path from = grow_from;
+      if (auto latest = checkpoint::latest_checkpoint(from / "checkpoints")) from = *latest;
+      auto src = checkpoint::load_checkpoint(from);
+      auto source = trainer::load_recipe_text(src.config_yaml, from.string() + "/manifest.pb (recipe)");
+      auto grown = growth::grow_checkpoint(src, source.model, target.model, target.growth, trainer::dump_recipe(target));
+      auto dir = checkpoint::save_checkpoint(std::filesystem::path(target.run.dir) / "checkpoints", grown);
+      spdlog::info("grow: {} ({}-layer d_model {}) -> {} ({}-layer d_model {}, {}); continue with `strata train {}{} --resume`",
+                   from.string(), source.model.n_layer, source.model.d_model, dir.string(), target.model.n_layer,
+                   target.model.d_model, target.growth.op, grow_to, grow_out.empty() ? "" : " --set run.dir=" + grow_out);
     } else if (*train_cmd) {
       auto cfg = trainer::load_recipe(recipe, sets);
       if (print_config) {

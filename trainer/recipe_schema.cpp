@@ -157,6 +157,17 @@ std::vector<Field> build() {
   b.integer("checkpoint.every", M(checkpoint.every), 0, kBig);
   b.integer("checkpoint.keep", M(checkpoint.keep), 1, 1 << 20);
   b.integer("checkpoint.keep_every", M(checkpoint.keep_every), 0, kBig);
+  // growth (specs/growth.md)
+  b.text("growth.operator", M(growth.op), {"", "g_stack", "bert2bert"});
+  b.integer("growth.factor", M(growth.factor), 0, 1 << 16);
+  b.integer("growth.source_n_layer", M(growth.source_n_layer), 0, 1024);
+  b.reals("growth.layers", M(growth.layer_list), 0, 0.0, 1023.0);
+  b.text("growth.at_tokens", M(growth.at_tokens));
+  b.text("growth.map", M(growth.map), {"circular", "random"});
+  b.integer("growth.seed", M(growth.seed), 0, kBig);
+  b.boolean("growth.aki", M(growth.aki));
+  b.text("growth.optimizer", M(growth.optimizer), {"fresh", "carry"});
+  b.integer("growth.rewarm_steps", M(growth.rewarm_steps), -1, kBig);
   // parallel
   b.integer("parallel.tp", M(parallel.tp), 1, 4096);
   b.integer("parallel.pp", M(parallel.pp), 1, 4096);

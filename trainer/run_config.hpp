@@ -5,6 +5,7 @@
 
 #include "checkpoint/config.hpp"
 #include "data/config.hpp"
+#include "growth/config.hpp"
 #include "models/config.hpp"
 #include "optim/config.hpp"
 #include "parallel/config.hpp"
@@ -39,6 +40,7 @@ struct RunConfig {
   optim::ScheduleConfig schedule;
   checkpoint::CheckpointConfig checkpoint;
   parallel::ParallelConfig parallel;
+  growth::GrowthConfig growth;
 };
 
 }  // namespace strata::trainer

@@ -63,8 +63,9 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   train_loader_ = std::make_unique<data::BatchLoader>(*train_ds_, cfg_.train.seq_len, cfg_.run.seed, true);
   val_loader_ = std::make_unique<data::BatchLoader>(*val_ds_, cfg_.train.seq_len, cfg_.run.seed, false);
 
+  if (cfg_.growth.enabled()) setup_growth(resume);
   at::manual_seed(cfg_.run.seed);
-  model_ = models::make_model(cfg_.model);
+  model_ = models::make_model(growth_pending_ ? growth_source_ : cfg_.model);
   model_->init_weights(cfg_.run.seed);
   model_->to(device_);
   for (auto& kv : model_->named_parameters()) params_.emplace_back(kv.key(), kv.value());
@@ -108,6 +109,8 @@ void Trainer::save(int64_t step) {
   for (const auto& [name, p] : params_) st.tensors["model." + name] = p;
   for (const auto& [name, t] : opt_->state()) st.tensors["optim." + name] = t;
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
+  if (cfg_.growth.enabled()) st.meta["growth.stage"] = growth_pending_ ? "source" : "target";
   st.meta["samples_consumed"] =
       std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum);
   fs::path root = fs::path(cfg_.run.dir) / "checkpoints";
@@ -130,7 +133,7 @@ void Trainer::restore(const std::string& dir) {
   std::map<std::string, at::Tensor> opt_state;
   for (const auto& [k, v] : st.tensors)
     if (k.rfind("optim.", 0) == 0) opt_state[k.substr(6)] = v.to(device_);
-  opt_->load_state(opt_state);
+  if (!opt_state.empty() || !st.meta.count("growth.operator")) opt_->load_state(opt_state);  // `strata grow`: fresh moments
   if (auto it = st.tensors.find("rng.cpu"); it != st.tensors.end()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     gen.set_state(it->second);
@@ -156,6 +159,7 @@ TrainResult Trainer::run(int64_t stop_after) {
   std::vector<at::Tensor> plist;
   for (auto& [_, p] : params_) plist.push_back(p);
   for (int64_t step = start_step_; step < t.steps; ++step) {
+    if (growth_pending_ && step == growth_step_) grow_now(step);
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     for (int64_t a = 0; a < t.grad_accum; ++a) {

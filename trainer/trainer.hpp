@@ -34,6 +34,14 @@ class Trainer {
  private:
   void save(int64_t step);
   void restore(const std::string& dir);
+  // Model growth (recipe `growth:`, trainer/growth_event.cpp): the run trains growth_source_ until
+  // growth_step_, then grows into cfg_.model; growth_meta_ (the map used) goes into checkpoints.
+  void setup_growth(bool resume);
+  void grow_now(int64_t step);
+  bool growth_pending_ = false;
+  int64_t growth_step_ = -1;
+  models::ModelConfig growth_source_;
+  std::map<std::string, std::string> growth_meta_;
   at::Tensor loss_of(const data::Batch& b);
 
   RunConfig cfg_;
