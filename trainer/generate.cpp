@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "data/dataset.hpp"
 #include "data/tokenizer.hpp"
+#include "data/training_data.hpp"
 #include "models/language_model.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
@@ -23,7 +24,7 @@ std::string generate_text(const GenerateOptions& opt) {
   auto st = checkpoint::load_checkpoint(*latest);
   RunConfig cfg = load_recipe_text(st.config_yaml, latest->string() + "/manifest.pb:config");
   auto device = setup_device(cfg.train);
-  auto tok = data::make_tokenizer(data::DatasetManifest::load(cfg.data.path).tokenizer);
+  auto tok = data::load_dataset_tokenizer(data::dataset_paths(cfg.data).front());  // all datasets share it
 
   auto model = models::make_model(cfg.model);
   {

@@ -8,6 +8,7 @@
 #include "data/prep.hpp"
 #include "growth/apply.hpp"
 #include "parallel/world.hpp"
+#include "trainer/data_bench.hpp"
 #include "trainer/generate.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
@@ -20,9 +21,16 @@ int main(int argc, char** argv) {
 
   data::PrepOptions prep;
   auto* prep_cmd = app.add_subcommand("prep", "tokenize text into a dataset directory (train/val shards + manifest)");
-  prep_cmd->add_option("--input,-i", prep.inputs, "text files or directories")->required();
+  prep_cmd->add_option("--input,-i", prep.inputs, "text files, directories, or *.jsonl files")->required();
   prep_cmd->add_option("--out,-o", prep.out, "dataset directory to write")->required();
-  prep_cmd->add_option("--tokenizer", prep.tokenizer, "tokenizer: byte")->capture_default_str();
+  prep_cmd->add_option("--tokenizer", prep.tokenizer, "tokenizer: byte | sentencepiece")->capture_default_str();
+  prep_cmd->add_option("--tokenizer-model", prep.tokenizer_model, "SentencePiece .model to use (copied into the dataset)");
+  prep_cmd->add_flag("--train-tokenizer", prep.train_tokenizer, "train a SentencePiece tokenizer on the inputs first");
+  prep_cmd->add_option("--vocab-size", prep.vocab_size, "vocabulary of the trained tokenizer")->capture_default_str();
+  prep_cmd->add_option("--model-type", prep.model_type, "trained tokenizer: bpe | unigram")->capture_default_str();
+  prep_cmd->add_option("--specials", prep.specials, "SentencePiece special pieces, e.g. 'bos=<s>,eos=</s>,pad=<pad>,mask=[MASK],cls=[CLS],sep=[SEP]' (role= drops one)");
+  prep_cmd->add_option("--jsonl-field", prep.jsonl_field, "text field of JSONL records")->capture_default_str();
+  prep_cmd->add_option("--threads", prep.threads, "tokenizer threads (0 = all cores)")->capture_default_str();
   prep_cmd->add_option("--val-every", prep.val_every, "every N-th document goes to validation")->capture_default_str();
   prep_cmd->add_flag("--force", prep.force, "rebuild even if the inputs are unchanged");
 
@@ -52,12 +60,22 @@ int main(int argc, char** argv) {
   grow_cmd->add_option("--out", grow_out, "run directory of the target run (default: the target's run.dir)");
   grow_cmd->add_option("--set", grow_sets, "override a target recipe key: section.key=value (repeatable)");
 
+  trainer::DataBenchOptions dbench;
+  auto* dbench_cmd = app.add_subcommand("bench-data", "prep and loader throughput next to the trainer's consumption");
+  dbench_cmd->add_option("recipe", dbench.recipe, "recipe whose data, batch shape and model are measured")->required();
+  dbench_cmd->add_option("--set", dbench.overrides, "override a recipe key: section.key=value (repeatable)");
+  dbench_cmd->add_option("--input,-i", dbench.inputs, "text to time `prep` on (e.g. datasets/kjv.txt)");
+  dbench_cmd->add_option("--prep-threads", dbench.prep_threads, "prep tokenizer threads (0 = all cores)")->capture_default_str();
+  dbench_cmd->add_option("--train-steps", dbench.train_steps, "timed trainer steps")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   auto world = parallel::world_from_env();
   init_logging(static_cast<int>(world.rank), static_cast<int>(world.size));
   try {
     if (*prep_cmd) {
       data::prep_dataset(prep);
+    } else if (*dbench_cmd) {
+      trainer::bench_data(dbench);
     } else if (*grow_cmd) {
       if (!grow_out.empty()) grow_sets.push_back("run.dir=" + grow_out);
       auto target = trainer::load_recipe(grow_to, grow_sets);

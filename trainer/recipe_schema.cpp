@@ -72,6 +72,24 @@ class Builder {
                     },
                     [=](const RunConfig& c) { return YAML::Node(m(const_cast<RunConfig&>(c))); }});
   }
+  // A list of strings (a scalar is taken as a list of one).
+  template <typename Member>
+  void texts(const std::string& key, Member m) {
+    out_.push_back({key, "a list of strings",
+                    [=](RunConfig& c, const YAML::Node& n, const Origin& o) {
+                      std::vector<std::string> v;
+                      if (n.IsScalar()) v.push_back(n.Scalar());
+                      else if (n.IsSequence()) for (const auto& e : n) v.push_back(convert<std::string>(e, key, "a string", o));
+                      else if (!n.IsNull()) fail("{}: key '{}' expects a list of strings, got a mapping", o.where, key);
+                      m(c) = v;
+                    },
+                    [=](const RunConfig& c) {
+                      YAML::Node out(YAML::NodeType::Sequence);
+                      for (const auto& x : m(const_cast<RunConfig&>(c))) out.push_back(x);
+                      out.SetStyle(YAML::EmitterStyle::Flow);
+                      return out;
+                    }});
+  }
   template <typename Member>
   void reals(const std::string& key, Member m, size_t count, double lo, double hi) {
     out_.push_back({key, "a list of numbers",
@@ -130,7 +148,12 @@ std::vector<Field> build() {
   b.real("model.init_std", M(model.init_std), 0.0, 10.0);
   // data
   b.text("data.path", M(data.path));
-  b.text("data.tokenizer", M(data.tokenizer), {"byte"});
+  b.texts("data.paths", M(data.paths));
+  b.reals("data.weights", M(data.weights), 0, 0.0, 1e9);
+  b.reals("data.final_weights", M(data.final_weights), 0, 0.0, 1e9);
+  b.real("data.final_fraction", M(data.final_fraction), 0.0, 1.0);
+  b.boolean("data.document_mask", M(data.document_mask));
+  b.text("data.tokenizer", M(data.tokenizer), {"byte", "sentencepiece"});
   // train
   b.integer("train.steps", M(train.steps), 0, kBig);
   b.integer("train.micro_batch", M(train.micro_batch), 1, 1 << 20);

@@ -16,6 +16,7 @@
 #include "models/flops.hpp"
 #include "optim/grad_clip.hpp"
 #include "optim/schedule.hpp"
+#include "parallel/world.hpp"
 #include "trainer/recipe.hpp"
 
 namespace strata::trainer {
@@ -53,15 +54,18 @@ struct AutocastScope {
 
 Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   device_ = setup_device(cfg_.train);
-  if (cfg_.data.path.empty()) fail("data.path is empty: point it at a dataset prepared by `strata prep`");
-  train_ds_ = std::make_unique<data::TokenDataset>(cfg_.data.path, "train");
-  val_ds_ = std::make_unique<data::TokenDataset>(cfg_.data.path, "val");
-  const auto& man = train_ds_->manifest();
-  if (man.vocab_size > cfg_.model.vocab_size)
-    fail("dataset '{}' uses a vocabulary of {} tokens ({}) but model.vocab_size is {}", cfg_.data.path, man.vocab_size,
-         man.tokenizer, cfg_.model.vocab_size);
-  train_loader_ = std::make_unique<data::BatchLoader>(*train_ds_, cfg_.train.seq_len, cfg_.run.seed, true);
-  val_loader_ = std::make_unique<data::BatchLoader>(*val_ds_, cfg_.train.seq_len, cfg_.run.seed, false);
+  {  // one dataset or a weighted mixture (data.paths), each with its fixed validation set
+    const auto& par = cfg_.parallel;
+    const int64_t dp = par.dp > 0 ? par.dp : std::max<int64_t>(1, parallel::world_from_env().size / (par.tp * par.pp));
+    data_ = std::make_unique<data::TrainingData>(cfg_.data, cfg_.train.seq_len, cfg_.run.seed, cfg_.train.steps,
+                                                 cfg_.train.micro_batch * cfg_.train.grad_accum * dp);
+    data::check_model_vocab(data_->manifest(), data_->path(0), cfg_.model.vocab_size);
+    if (cfg_.data.document_mask)
+      fail("data.document_mask = true needs a model that masks attention across documents (Batch::doc_ids); "
+           "model.arch '{}' does not take document ids yet",
+           cfg_.model.arch);
+    train_ds_ = std::make_unique<data::TokenDataset>(data_->path(0), "train");
+  }
 
   if (cfg_.growth.enabled()) setup_growth(resume);
   at::manual_seed(cfg_.run.seed);
@@ -93,13 +97,19 @@ double Trainer::evaluate() {
   model_->eval();
   const int64_t mb = cfg_.train.micro_batch;
   double total = 0;
+  val_by_dataset_.clear();  // the mean over datasets is returned; each one's loss is logged too
+  for (size_t d = 0; d < data_->n_sources(); ++d) val_by_dataset_.push_back({"val_loss/" + data_->name(d), 0.0});
   for (int64_t i = 0; i < cfg_.train.eval_batches; ++i) {
     std::vector<uint64_t> idx(mb);
     for (int64_t k = 0; k < mb; ++k) idx[k] = i * mb + k;
-    total += loss_of(val_loader_->get(idx)).item<double>();
+    for (size_t d = 0; d < data_->n_sources(); ++d) {
+      double l = loss_of(data_->val_batch(d, idx)).item<double>();
+      total += l;
+      val_by_dataset_[d].second += l / cfg_.train.eval_batches;
+    }
   }
   model_->train();
-  return total / cfg_.train.eval_batches;
+  return total / (cfg_.train.eval_batches * static_cast<double>(data_->n_sources()));
 }
 
 void Trainer::save(int64_t step) {
@@ -149,7 +159,7 @@ TrainResult Trainer::run(int64_t stop_after) {
   MetricsWriter metrics(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_);
   write_file_atomic(fs::path(cfg_.run.dir) / "config.yaml", dump_recipe(cfg_));
   spdlog::info("model {}: {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens; device {}, {} threads",
-               cfg_.model.arch, models::param_count(cfg_.model) / 1e6, flops_per_token / 1e6, train_ds_->n_tokens(),
+               cfg_.model.arch, models::param_count(cfg_.model) / 1e6, flops_per_token / 1e6, data_->train_tokens(),
                device_.str(), at::get_num_threads());
 
   TrainResult res;
@@ -164,7 +174,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     for (int64_t a = 0; a < t.grad_accum; ++a) {
       auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, 0, 1);
-      auto loss = loss_of(train_loader_->get(idx));
+      auto loss = loss_of(data_->train_batch(idx));
       (loss / static_cast<double>(t.grad_accum)).backward();
       loss_sum += loss.detach();
     }
@@ -194,6 +204,7 @@ TrainResult Trainer::run(int64_t stop_after) {
       res.final_val_loss = vl;
       spdlog::info("step {:>6} | val loss {:.4f}", done, vl);
       row.push_back({"val_loss", vl});
+      if (data_->n_sources() > 1) row.insert(row.end(), val_by_dataset_.begin(), val_by_dataset_.end());
     }
     metrics.write(row);
     const bool stopping = stop_after > 0 && done == stop_after;

@@ -7,6 +7,7 @@
 
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
+#include "data/training_data.hpp"
 #include "models/language_model.hpp"
 #include "optim/optimizer.hpp"
 #include "trainer/metrics.hpp"
@@ -49,8 +50,9 @@ class Trainer {
   std::shared_ptr<models::LanguageModel> model_;
   std::vector<std::pair<std::string, at::Tensor>> params_;
   std::unique_ptr<optim::Optimizer> opt_;
-  std::unique_ptr<data::TokenDataset> train_ds_, val_ds_;
-  std::unique_ptr<data::BatchLoader> train_loader_, val_loader_;
+  std::unique_ptr<data::TrainingData> data_;  // the train mixture and each dataset's validation set
+  std::unique_ptr<data::TokenDataset> train_ds_;  // the first dataset's train split
+  std::vector<std::pair<std::string, double>> val_by_dataset_;  // the last evaluation, per dataset
   int64_t start_step_ = 0;
 };
 
