@@ -9,21 +9,47 @@
 
 namespace strata::optim {
 
-AdamW::AdamW(std::vector<ParamGroup> groups, double b1, double b2, double eps) : beta1_(b1), beta2_(b2), eps_(eps) {
+AdamW::AdamW(std::vector<ParamGroup> groups, double b1, double b2, double eps, bool fused)
+    : beta1_(b1), beta2_(b2), eps_(eps), fused_(fused) {
   groups_ = std::move(groups);
   for (const auto& g : groups_) {
     m_.emplace_back();
     v_.emplace_back();
+    steps_.emplace_back();
     for (const auto& p : g.params) {
+      if (fused_ && p.scalar_type() != at::kFloat)
+        fail("adamw: the fused path keeps fp32 moments and needs fp32 parameters; '{}' is {}", g.names.at(m_.back().size()),
+             c10::toString(p.scalar_type()));
       m_.back().push_back(at::zeros_like(p, at::MemoryFormat::Contiguous).to(at::kFloat));
       v_.back().push_back(at::zeros_like(p, at::MemoryFormat::Contiguous).to(at::kFloat));
+      if (fused_) steps_.back().push_back(at::zeros({}, p.options().dtype(at::kFloat)));
     }
+  }
+}
+
+void AdamW::step_fused(double lr) {
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const auto& g = groups_[gi];
+    std::vector<at::Tensor> ps, grads, ms, vs, steps;
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      if (!g.params[i].grad().defined()) continue;
+      ps.push_back(g.params[i]);
+      grads.push_back(g.params[i].grad());
+      ms.push_back(m_[gi][i]);
+      vs.push_back(v_[gi][i]);
+      steps.push_back(steps_[gi][i]);
+    }
+    if (ps.empty()) continue;
+    at::_foreach_add_(steps, 1.0);  // the kernel reads, but does not advance, the step counters
+    at::_fused_adamw_(ps, grads, ms, vs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1_, beta2_, g.weight_decay, eps_,
+                      /*amsgrad=*/false, /*maximize=*/false);
   }
 }
 
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++t_;
+  if (fused_) return step_fused(lr);
   const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t_)));
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -70,6 +96,8 @@ void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
   auto it = state.find("adamw.t");
   if (it == state.end()) fail("optimizer state has no step counter 'adamw.t'");
   t_ = it->second.item<int64_t>();
+  for (auto& group_steps : steps_)
+    for (auto& s : group_steps) s.fill_(static_cast<double>(t_));
 }
 
 }  // namespace strata::optim

@@ -1,5 +1,7 @@
 // AdamW with PyTorch semantics (specs/sophia.md §2): decoupled weight decay multiplied by lr,
-// bias-corrected moments, eps added to sqrt(v_hat).
+// bias-corrected moments, eps added to sqrt(v_hat). `fused` = use at::_fused_adamw_ (one kernel
+// per group; the registry asks for it on CUDA when optim.fused is on); otherwise a per-tensor
+// loop that is exact and bitwise reproducible on CPU.
 #pragma once
 #include "optim/optimizer.hpp"
 
@@ -7,14 +9,18 @@ namespace strata::optim {
 
 class AdamW final : public Optimizer {
  public:
-  AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double eps);
+  AdamW(std::vector<ParamGroup> groups, double beta1, double beta2, double eps, bool fused = false);
   void step(double lr) override;
   std::map<std::string, at::Tensor> state() const override;
   void load_state(const std::map<std::string, at::Tensor>& state) override;
 
  private:
+  void step_fused(double lr);
+
   double beta1_, beta2_, eps_;
+  bool fused_;
   int64_t t_ = 0;
+  std::vector<std::vector<at::Tensor>> steps_;  // fused path: per-parameter fp32 step counters (= t_)
   std::vector<std::vector<at::Tensor>> m_, v_;  // per group, per parameter
 };
 

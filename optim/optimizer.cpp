@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/error.hpp"
+
 namespace strata::optim {
 
 void Optimizer::zero_grad() {
@@ -10,12 +12,26 @@ void Optimizer::zero_grad() {
       if (p.grad().defined()) p.mutable_grad().zero_();
 }
 
-std::vector<ParamGroup> default_param_groups(const std::vector<std::pair<std::string, at::Tensor>>& named,
-                                             double weight_decay) {
+void Optimizer::update_hessian() {
+  fail("this optimizer keeps no curvature estimate; update_hessian() is for optim.name = sophia");
+}
+
+DecayRule parse_decay_rule(const std::string& name) {
+  if (name == "matrices") return DecayRule::Matrices;
+  if (name == "linear_only") return DecayRule::LinearOnly;
+  fail("optim.decay_rule = '{}' is not one of: matrices, linear_only", name);
+}
+
+std::vector<ParamGroup> make_param_groups(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                          double weight_decay, DecayRule rule,
+                                          const std::set<std::string>& linear_weights) {
+  if (rule == DecayRule::LinearOnly && linear_weights.empty())
+    fail("optim.decay_rule = linear_only, but the model reported no Linear-layer weights");
   ParamGroup decay, no_decay;
   decay.weight_decay = weight_decay;
   for (const auto& [name, p] : named) {
-    auto& g = p.dim() >= 2 ? decay : no_decay;
+    const bool decays = rule == DecayRule::Matrices ? p.dim() >= 2 : linear_weights.count(name) > 0;
+    auto& g = decays ? decay : no_decay;
     g.names.push_back(name);
     g.params.push_back(p);
   }
@@ -23,6 +39,11 @@ std::vector<ParamGroup> default_param_groups(const std::vector<std::pair<std::st
   if (!decay.params.empty()) out.push_back(std::move(decay));
   if (!no_decay.params.empty()) out.push_back(std::move(no_decay));
   return out;
+}
+
+std::vector<ParamGroup> default_param_groups(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                             double weight_decay) {
+  return make_param_groups(named, weight_decay, DecayRule::Matrices);
 }
 
 }  // namespace strata::optim

@@ -1,11 +1,23 @@
 // The optimizer plugin interface. An optimizer owns per-parameter state, steps with a given
 // learning rate, and exposes its state as named tensors for checkpoints. New optimizers are one
 // file plus one registration line in registry.cpp.
+//
+// Sharding contract (ZeRO-1 and friends): an optimizer touches only the ParamGroups it is given,
+// reads each parameter's gradient from `p.grad()`, and keys all of its state by the names in those
+// groups. So a sharded wrapper can hand it groups whose tensors are this rank's shards (leaf
+// tensors with their `grad` set to the matching slice of the reduced gradient, names such as
+// "blocks.0.attn.wq.weight" or "<name>#shard3"), step it, and gather the updated shards; state()
+// then holds exactly this rank's entries. Per-step statistics that depend on every coordinate
+// (Sophia's win_rate) are computed from additive sums passed through a caller-supplied sum
+// reduction, so they come out global when the caller all-reduces over the shard group.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -20,6 +32,10 @@ struct ParamGroup {
   double weight_decay = 0.0;
 };
 
+// Sums a float64 tensor element-wise over the ranks that share an optimizer's coordinates (a
+// ZeRO-1 shard group); empty = one rank holds everything.
+using SumReduce = std::function<void(at::Tensor&)>;
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -30,11 +46,36 @@ class Optimizer {
   const std::vector<ParamGroup>& groups() const { return groups_; }
   void zero_grad();
 
+  // Curvature hooks, used by Sophia; other optimizers keep these defaults.
+  // Refresh the curvature estimate after step s when hessian_interval() > 0 and
+  // s % hessian_interval() == hessian_interval() - 1 (0-indexed).
+  virtual int64_t hessian_interval() const { return 0; }
+  // Which estimator the refresh must run ("gnb" or "hutchinson"); meaningful when interval > 0.
+  virtual std::string hessian_estimator() const { return ""; }
+  // Folds the estimate the refresh left in each p.grad() into the curvature state.
+  virtual void update_hessian();
+  // Global tokens per optimizer step (Sophia's bs); optimizers that do not use it ignore it.
+  virtual void set_tokens_per_step(double /*tokens*/) {}
+  // Named values to log after a step (e.g. win_rate, hessian_norm); `reduce` makes them global
+  // under sharding.
+  virtual std::vector<std::pair<std::string, double>> metrics(const SumReduce& /*reduce*/ = {}) const { return {}; }
+
  protected:
   std::vector<ParamGroup> groups_;
 };
 
-// Splits named parameters into decay (matrices, dim >= 2) and no-decay (biases, norm gains) groups.
+enum class DecayRule {
+  Matrices,    // every parameter with dim >= 2
+  LinearOnly,  // only the names in `linear_weights` (Linear-layer weights; not embeddings)
+};
+DecayRule parse_decay_rule(const std::string& name);
+
+// Splits named parameters into a decay group and a no-decay group (biases, norm gains, and under
+// LinearOnly the embeddings). Empty groups are dropped.
+std::vector<ParamGroup> make_param_groups(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                          double weight_decay, DecayRule rule = DecayRule::Matrices,
+                                          const std::set<std::string>& linear_weights = {});
+// The Matrices rule (kept for callers that need no choice).
 std::vector<ParamGroup> default_param_groups(const std::vector<std::pair<std::string, at::Tensor>>& named,
                                              double weight_decay);
 

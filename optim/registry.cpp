@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "optim/adamw.hpp"
 #include "optim/optimizer.hpp"
+#include "optim/sophia.hpp"
 
 namespace strata::optim {
 
@@ -12,7 +13,13 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, std::vector<Pa
   static const std::map<std::string, Factory> registry = {
       {"adamw",
        [](const OptimConfig& c, std::vector<ParamGroup> g) {
-         return std::make_unique<AdamW>(std::move(g), c.betas.at(0), c.betas.at(1), c.eps);
+         const bool on_cuda = !g.empty() && !g.front().params.empty() && g.front().params.front().is_cuda();
+         return std::make_unique<AdamW>(std::move(g), c.betas.at(0), c.betas.at(1), c.eps, c.fused && on_cuda);
+       }},
+      {"sophia",
+       [](const OptimConfig& c, std::vector<ParamGroup> g) {
+         return std::make_unique<Sophia>(std::move(g), c.betas.at(0), c.betas.at(1), c.rho, c.hessian_interval,
+                                         parse_estimator(c.hessian_estimator));
        }},
   };
   auto it = registry.find(cfg.name);

@@ -1,0 +1,111 @@
+#include "optim/hessian.hpp"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "core/error.hpp"
+#include "optim/grad_clip.hpp"
+
+namespace strata::optim {
+
+at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  const int64_t V = logits.size(-1);
+  auto probs = at::softmax(logits.detach().to(at::kFloat).reshape({-1, V}), -1);
+  auto cdf = probs.cumsum(-1);
+  // v in (0, total]: the first index whose cumulative probability reaches v is a class with
+  // positive probability, also when rounding leaves the row total off 1 or some classes at 0.
+  auto u = at::rand({probs.size(0), 1}, gen, at::TensorOptions().dtype(at::kFloat)).to(logits.device());
+  auto v = (1.0 - u) * cdf.narrow(1, V - 1, 1);
+  auto idx = at::searchsorted(cdf, v, /*out_int32=*/false, /*right=*/false);
+  auto sizes = logits.sizes().vec();
+  sizes.pop_back();
+  return idx.clamp_max_(V - 1).reshape(sizes);
+}
+
+at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen) {
+  const int64_t V = logits.size(-1);
+  auto labels = sample_from_logits(logits, gen);
+  return at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat), labels.reshape({-1}));
+}
+
+std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
+                                          const std::string& kind) {
+  std::vector<at::Tensor> out;
+  const auto cpu_float = at::TensorOptions().dtype(at::kFloat);
+  for (const auto& p : params) {
+    at::Tensor u;
+    if (kind == "rademacher") u = at::bernoulli(at::full(p.sizes(), 0.5, cpu_float), gen).mul_(2).sub_(1);
+    else if (kind == "gaussian") u = at::randn(p.sizes(), gen, cpu_float);
+    else fail("optim.hutchinson_probe = '{}' is not one of: rademacher, gaussian", kind);
+    out.push_back(u.to(p.device(), p.scalar_type()));
+  }
+  return out;
+}
+
+std::vector<at::Tensor> hessian_vector_product(const at::Tensor& loss, const std::vector<at::Tensor>& params,
+                                               const std::vector<at::Tensor>& u) {
+  if (u.size() != params.size()) fail("hessian_vector_product: {} probes for {} parameters", u.size(), params.size());
+  auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, /*create_graph=*/true,
+                                     /*allow_unused=*/true);
+  std::vector<at::Tensor> used_params;
+  at::Tensor dot;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!grads[i].defined() || !grads[i].requires_grad()) continue;  // no second-order path to this input
+    auto term = (grads[i] * u[i]).sum();
+    dot = dot.defined() ? dot + term : term;
+  }
+  std::vector<at::Tensor> hv(params.size());
+  if (dot.defined()) {
+    auto second = torch::autograd::grad({dot}, params, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                        /*allow_unused=*/true);
+    for (size_t i = 0; i < params.size(); ++i) hv[i] = second[i];
+  }
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!hv[i].defined()) hv[i] = at::zeros_like(params[i]);
+  return hv;
+}
+
+double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
+                   const std::function<at::Tensor(int64_t)>& logits_of, at::Generator& gen, double grad_clip,
+                   const GradAverage& dp_average) {
+  opt.zero_grad();
+  double loss_sum = 0;
+  for (int64_t a = 0; a < micro_steps; ++a) {
+    auto loss = gnb_sampled_loss(logits_of(a), gen);
+    (loss / static_cast<double>(micro_steps)).backward();
+    loss_sum += loss.detach().item<double>();
+  }
+  if (dp_average) dp_average(params);
+  clip_grad_norm(params, grad_clip);
+  opt.update_hessian();
+  opt.zero_grad();
+  return loss_sum / static_cast<double>(micro_steps);
+}
+
+void refresh_hutchinson(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
+                        const std::function<at::Tensor(int64_t)>& loss_of, at::Generator& gen,
+                        const std::string& probe, const GradAverage& dp_average) {
+  opt.zero_grad();
+  auto u = hutchinson_probes(params, gen, probe);
+  std::vector<at::Tensor> hv;
+  for (int64_t a = 0; a < micro_steps; ++a) {
+    auto part = hessian_vector_product(loss_of(a), params, u);
+    if (hv.empty()) hv = std::move(part);
+    else for (size_t i = 0; i < hv.size(); ++i) hv[i].add_(part[i]);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto est = u[i] * hv[i] / static_cast<double>(micro_steps);
+      at::Tensor p = params[i];
+      if (p.grad().defined()) p.mutable_grad().copy_(est);
+      else p.mutable_grad() = est;
+    }
+  }
+  if (dp_average) dp_average(params);
+  opt.update_hessian();
+  opt.zero_grad();
+}
+
+}  // namespace strata::optim

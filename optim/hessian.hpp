@@ -1,0 +1,53 @@
+// Curvature estimators for Sophia and the refresh that feeds them (specs/sophia.md §2-3).
+//
+// GNB (Sophia-G): labels are SAMPLED from the model's own softmax (fp32), the loss is the mean
+// cross-entropy against them, and the (dp-averaged, norm-clipped) gradient is squared by
+// Optimizer::update_hessian(). Hutchinson (Sophia-H): a probe u (Rademacher or N(0, I)) and the
+// Hessian-vector product H u by double backward (create_graph); the estimate u * (H u) goes to
+// update_hessian() unsquared. Randomness comes only from the caller's generator (a CPU
+// at::Generator, so it is device-independent and its state can be checkpointed).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "optim/optimizer.hpp"
+
+namespace strata::optim {
+
+// Samples one label per row of logits [..., V] from softmax(logits) in fp32 by inverse CDF with
+// one uniform per row drawn from `gen` (CPU). Returns int64 [...] on the logits' device.
+at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen);
+// Mean CE of logits [..., V] against labels sampled by sample_from_logits; differentiable in logits.
+at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen);
+
+// One probe per parameter, shaped and placed like it: Rademacher (+-1) or standard normal.
+std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
+                                          const std::string& kind);
+// H u for the Hessian of `loss` in `params` (double backward). Parameters the loss does not reach
+// get zeros.
+std::vector<at::Tensor> hessian_vector_product(const at::Tensor& loss, const std::vector<at::Tensor>& params,
+                                               const std::vector<at::Tensor>& u);
+
+// Averages every p.grad() in place over the data-parallel group (empty on one rank). The trainer
+// supplies the same reduction its training step uses, e.g. a ProcessGroup all_reduce with Avg.
+using GradAverage = std::function<void(const std::vector<at::Tensor>& params)>;
+
+// The official loop's GNB refresh: for each of `micro_steps` micro-batches, logits_of(a) runs the
+// forward pass on the refresh batch; backward of gnb_sampled_loss / micro_steps; dp averaging;
+// clip the global grad norm to grad_clip (0 = off); opt.update_hessian(); zero the gradients.
+// Returns the mean sampled-label loss.
+double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
+                   const std::function<at::Tensor(int64_t)>& logits_of, at::Generator& gen, double grad_clip,
+                   const GradAverage& dp_average = {});
+// The Hutchinson refresh: one probe u, H u accumulated over the micro-batches' losses loss_of(a)
+// (averaged), p.grad = u * (H u), dp averaging, opt.update_hessian(), zero the gradients.
+void refresh_hutchinson(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
+                        const std::function<at::Tensor(int64_t)>& loss_of, at::Generator& gen,
+                        const std::string& probe, const GradAverage& dp_average = {});
+
+}  // namespace strata::optim
