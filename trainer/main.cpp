@@ -1,4 +1,4 @@
-// The `strata` command line: prep, train, generate.
+// The `strata` command line: prep, train, generate, export, import, bench-model, ...
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +10,8 @@
 #include "parallel/world.hpp"
 #include "trainer/data_bench.hpp"
 #include "trainer/generate.hpp"
+#include "trainer/hf_interchange.hpp"
+#include "trainer/model_bench.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
 
@@ -68,6 +70,29 @@ int main(int argc, char** argv) {
   dbench_cmd->add_option("--prep-threads", dbench.prep_threads, "prep tokenizer threads (0 = all cores)")->capture_default_str();
   dbench_cmd->add_option("--train-steps", dbench.train_steps, "timed trainer steps")->capture_default_str();
 
+  std::string export_run, export_format = "hf", export_out;
+  auto* export_cmd = app.add_subcommand("export", "write a run's model in another framework's format");
+  export_cmd->add_option("--run", export_run, "run directory (newest checkpoint) or checkpoint directory")->required();
+  export_cmd->add_option("--format", export_format, "hf: Hugging Face model.safetensors + config.json")
+      ->check(CLI::IsMember({"hf"}))
+      ->capture_default_str();
+  export_cmd->add_option("--out,-o", export_out, "directory to write")->required();
+
+  std::string import_hf_dir, import_out;
+  auto* import_cmd = app.add_subcommand("import", "turn a Hugging Face model directory into a Strata checkpoint");
+  import_cmd->add_option("--hf", import_hf_dir, "directory with config.json and model.safetensors")->required();
+  import_cmd->add_option("--out,-o", import_out, "checkpoint directory to create (with a model.yaml to include)")->required();
+
+  trainer::ModelBenchOptions bench;
+  auto* bench_cmd = app.add_subcommand("bench-model", "time forward+backward of a model preset on random tokens");
+  bench_cmd->add_option("recipe", bench.recipe, "recipe or preset (its model section)")->required();
+  bench_cmd->add_option("--set", bench.overrides, "override a recipe key: section.key=value (repeatable)");
+  bench_cmd->add_option("--batch", bench.batch, "sequences per step")->capture_default_str();
+  bench_cmd->add_option("--seq", bench.seq_len, "tokens per sequence")->capture_default_str();
+  bench_cmd->add_option("--steps", bench.steps, "timed steps")->capture_default_str();
+  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first")->capture_default_str();
+  bench_cmd->add_option("--threads", bench.threads, "intra-op threads (0 = all cores)")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   auto world = parallel::world_from_env();
   init_logging(static_cast<int>(world.rank), static_cast<int>(world.size));
@@ -101,6 +126,12 @@ int main(int argc, char** argv) {
                    res.final_val_loss, cfg.run.dir);
     } else if (*gen_cmd) {
       std::cout << trainer::generate_text(gen) << std::endl;
+    } else if (*export_cmd) {
+      trainer::export_hf(export_run, export_out);
+    } else if (*import_cmd) {
+      trainer::import_hf(import_hf_dir, import_out);
+    } else if (*bench_cmd) {
+      trainer::bench_model(bench);
     }
   } catch (const Error& e) {
     spdlog::error("{}", e.what());

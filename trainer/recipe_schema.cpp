@@ -146,6 +146,7 @@ std::vector<Field> build() {
   b.boolean("model.tie_embeddings", M(model.tie_embeddings));
   b.real("model.rope_theta", M(model.rope_theta), 1.0, 1e12);
   b.real("model.init_std", M(model.init_std), 0.0, 10.0);
+  b.integer("model.type_vocab_size", M(model.type_vocab_size), 1, 1 << 20);
   // data
   b.text("data.path", M(data.path));
   b.texts("data.paths", M(data.paths));
@@ -165,6 +166,8 @@ std::vector<Field> build() {
   b.integer("train.threads", M(train.threads), 0, 4096);
   b.text("train.device", M(train.device), {"auto", "cpu", "cuda"});
   b.text("train.dtype", M(train.dtype), {"fp32", "bf16"});
+  b.boolean("train.activation_checkpointing", M(train.activation_checkpointing));
+  b.text("train.init_from", M(train.init_from));
   // optim
   b.text("optim.name", M(optim.name));
   b.real("optim.lr", M(optim.lr), 0.0, 10.0);

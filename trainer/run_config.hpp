@@ -29,6 +29,8 @@ struct TrainSection {
   int64_t threads = 0;       // intra-op threads; 0 = all cores
   std::string device = "auto";  // auto | cpu | cuda
   std::string dtype = "fp32";   // fp32 | bf16 (autocast; master weights stay fp32)
+  bool activation_checkpointing = false;  // recompute each block in backward (less activation memory)
+  std::string init_from;                  // start from the model weights of a checkpoint or run directory
 };
 
 struct RunConfig {

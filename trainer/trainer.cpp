@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -13,10 +14,13 @@
 #include "checkpoint/checkpoint.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
 #include "optim/grad_clip.hpp"
 #include "optim/schedule.hpp"
 #include "parallel/world.hpp"
+#include "trainer/device_info.hpp"
+#include "trainer/hf_interchange.hpp"
 #include "trainer/recipe.hpp"
 
 namespace strata::trainer {
@@ -54,6 +58,9 @@ struct AutocastScope {
 
 Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   device_ = setup_device(cfg_.train);
+  if (cfg_.model.arch == "bert")
+    fail("model.arch = bert: the trainer does not build masked-LM batches yet (next-token targets would let a "
+         "bidirectional model copy its input); BERT models, `strata export` and `strata import` work");
   {  // one dataset or a weighted mixture (data.paths), each with its fixed validation set
     const auto& par = cfg_.parallel;
     const int64_t dp = par.dp > 0 ? par.dp : std::max<int64_t>(1, parallel::world_from_env().size / (par.tp * par.pp));
@@ -73,6 +80,10 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   model_->init_weights(cfg_.run.seed);
   model_->to(device_);
   for (auto& kv : model_->named_parameters()) params_.emplace_back(kv.key(), kv.value());
+  if (!cfg_.train.init_from.empty()) load_model_weights(cfg_.train.init_from, params_);
+  if (cfg_.train.activation_checkpointing)
+    spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
+                 models::set_activation_checkpointing(*model_, true));
   opt_ = optim::make_optimizer(cfg_.optim, optim::default_param_groups(params_, cfg_.optim.weight_decay));
 
   fs::create_directories(cfg_.run.dir);
@@ -156,6 +167,14 @@ TrainResult Trainer::run(int64_t stop_after) {
   const auto& t = cfg_.train;
   const int64_t tokens_per_step = t.micro_batch * t.grad_accum * t.seq_len;
   const double flops_per_token = models::flops_per_token(cfg_.model, t.seq_len);
+  // MFU needs a known peak: CUDA devices in models::peak_bf16_flops' table; CPUs report GFLOP/s only.
+  const int64_t world_size = parallel::world_from_env().size;
+  std::optional<double> peak;
+  if (device_.is_cuda()) {
+    const auto name = accelerator_name(device_);
+    peak = models::peak_bf16_flops(name);
+    if (!peak) spdlog::warn("MFU: no peak FLOP/s known for device '{}'; logging TFLOP/s without MFU", name);
+  }
   MetricsWriter metrics(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_);
   write_file_atomic(fs::path(cfg_.run.dir) / "config.yaml", dump_recipe(cfg_));
   spdlog::info("model {}: {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens; device {}, {} threads",
@@ -196,6 +215,18 @@ TrainResult Trainer::run(int64_t stop_after) {
                    done, t.steps, loss, lr, gnorm, tps, tps * flops_per_token / 1e9, eta);
       row.push_back({"tokens_per_s", tps});
       row.push_back({"gflops", tps * flops_per_token / 1e9});
+      if (device_.is_cuda()) {  // model FLOPs (spec §3); MFU against the devices' dense bf16 peak when known
+        const double tflops = tps * flops_per_token / 1e12;
+        row.push_back({"tflops", tflops});
+        if (peak) {
+          const double mfu = tflops * 1e12 / (*peak * world_size);
+          spdlog::info("step {:>6} | {:.1f} TFLOP/s | MFU {:.1f}% of {} x {:.0f} TFLOP/s{}", done, tflops, 100 * mfu, world_size,
+                       *peak / 1e12, t.activation_checkpointing ? " (recomputation not counted)" : "");
+          row.push_back({"mfu", mfu});
+        } else {
+          spdlog::info("step {:>6} | {:.1f} TFLOP/s", done, tflops);
+        }
+      }
       interval_start = Clock::now();
       interval_tokens = 0;
     }

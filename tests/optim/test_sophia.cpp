@@ -35,7 +35,7 @@ TEST_CASE("Sophia step equals the code-form formula and |delta| <= lr*(1 + wd*|t
   auto theta0 = at::randn({40, 30});
   auto m0 = at::randn({40, 30}) * 0.01;
   // hc spanning many magnitudes so both clipped and unclipped coordinates occur.
-  auto hc0 = at::exp(at::randn({40, 30}) * 3.0) * 1e-6;
+  auto hc0 = at::exp(at::randn({40, 30}) * 3.0) * 1e-3;
   auto g = at::randn({40, 30});
   auto p = theta0.clone().set_requires_grad(true);
   Sophia opt(one_group(p, wd), b1, b2, rho, 10, Sophia::Estimator::Gnb);
@@ -175,7 +175,7 @@ TEST_CASE("Sophia on two parameter shards equals Sophia on the whole tensor (ZeR
   Sophia full(one_group(whole, 0.1), 0.965, 0.99, 0.04, 2, Sophia::Estimator::Gnb);
   Sophia part0(one_group(s0, 0.1, "w#0"), 0.965, 0.99, 0.04, 2, Sophia::Estimator::Gnb);
   Sophia part1(one_group(s1, 0.1, "w#1"), 0.965, 0.99, 0.04, 2, Sophia::Estimator::Gnb);
-  for (auto* o : {&full, &part0, &part1}) o->set_tokens_per_step(1e4);
+  for (auto* o : {&full, &part0, &part1}) o->set_tokens_per_step(100);
   auto feed = [&](const at::Tensor& g) {
     whole.mutable_grad() = g.clone();
     s0.mutable_grad() = g.narrow(0, 0, n / 2).clone();
@@ -185,7 +185,7 @@ TEST_CASE("Sophia on two parameter shards equals Sophia on the whole tensor (ZeR
     feed(at::randn({n}));
     for (auto* o : {&full, &part0, &part1}) o->step(1e-2);
     if (hessian_refresh_due(s, 2)) {
-      feed(at::randn({n}) * 1e-3);
+      feed(at::randn({n}));
       for (auto* o : {&full, &part0, &part1}) o->update_hessian();
     }
   }

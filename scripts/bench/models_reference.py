@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""PyTorch-eager reference for scripts/bench/models.sh: the same GPT-2 or Llama shape as Strata's
+models (pre-LN GPT-2 with tied embeddings and tanh GELU; Llama with RMSNorm, interleaved RoPE,
+SwiGLU, GQA), timed for forward+backward on random tokens with the same threads, batch and
+sequence length. Prints tokens/s.
+"""
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Attention(nn.Module):
+    def __init__(self, d, heads, kv, bias, rope, theta):
+        super().__init__()
+        self.h, self.kv, self.hd, self.rope, self.theta = heads, kv, d // heads, rope, theta
+        self.wq = nn.Linear(d, d, bias=bias)
+        self.wk = nn.Linear(d, kv * self.hd, bias=bias)
+        self.wv = nn.Linear(d, kv * self.hd, bias=bias)
+        self.wo = nn.Linear(d, d, bias=bias)
+
+    def apply_rope(self, x):
+        B, H, T, hd = x.shape
+        inv = self.theta ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+        ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)
+        cos, sin = ang.cos(), ang.sin()
+        xf = x.float().reshape(B, H, T, hd // 2, 2)
+        x0, x1 = xf[..., 0], xf[..., 1]
+        return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], -1).flatten(3).to(x.dtype)
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.h, self.hd).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.kv, self.hd).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.kv, self.hd).transpose(1, 2)
+        if self.rope:
+            q, k = self.apply_rope(q), self.apply_rope(k)
+        if self.kv != self.h:
+            k = k.repeat_interleave(self.h // self.kv, 1)
+            v = v.repeat_interleave(self.h // self.kv, 1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-5):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+class Block(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        llama = a.arch == "llama"
+        norm = (lambda: RMSNorm(a.d_model)) if llama else (lambda: nn.LayerNorm(a.d_model))
+        self.norm1, self.norm2 = norm(), norm()
+        self.attn = Attention(a.d_model, a.n_head, a.n_kv_head, not llama, llama, 10000.0)
+        self.llama = llama
+        self.w1 = nn.Linear(a.d_model, a.d_ff, bias=not llama)
+        self.w2 = nn.Linear(a.d_ff, a.d_model, bias=not llama)
+        self.w3 = nn.Linear(a.d_model, a.d_ff, bias=False) if llama else None
+
+    def forward(self, x):
+        h = x + self.attn(self.norm1(x))
+        y = self.norm2(h)
+        y = F.silu(self.w1(y)) * self.w3(y) if self.llama else F.gelu(self.w1(y), approximate="tanh")
+        return h + self.w2(y)
+
+
+class Model(nn.Module):
+    def __init__(self, a, seq):
+        super().__init__()
+        self.tok = nn.Embedding(a.vocab, a.d_model)
+        self.pos = nn.Parameter(torch.zeros(seq, a.d_model)) if a.arch == "gpt" else None
+        self.blocks = nn.ModuleList([Block(a) for _ in range(a.n_layer)])
+        self.norm = RMSNorm(a.d_model) if a.arch == "llama" else nn.LayerNorm(a.d_model)
+        self.head = None if a.tie else nn.Linear(a.d_model, a.vocab, bias=False)
+
+    def forward(self, ids):
+        x = self.tok(ids)
+        if self.pos is not None:
+            x = x + self.pos[: ids.shape[1]]
+        for b in self.blocks:
+            x = b(x)
+        x = self.norm(x)
+        return self.head(x) if self.head is not None else F.linear(x, self.tok.weight)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for k in ["n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "vocab", "tie", "batch", "seq", "steps", "warmup", "threads"]:
+        p.add_argument(f"--{k}", type=int, required=True)
+    p.add_argument("--arch", required=True)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    m = Model(a, a.seq).train()
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
+    tgt = torch.randint(0, a.vocab, (a.batch, a.seq))
+    n = sum(p.numel() for p in m.parameters())
+    for s in range(a.warmup + a.steps):
+        if s == a.warmup:
+            start = time.perf_counter()
+        m.zero_grad(set_to_none=True)
+        logits = m(ids)
+        F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1)).backward()
+    secs = time.perf_counter() - start
+    print(f"pytorch: {a.steps * a.batch * a.seq / secs:.1f} tokens/s forward+backward ({a.threads} threads, "
+          f"{n} parameters, torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()
