@@ -29,6 +29,9 @@ class Gpt : public LanguageModel {
   at::Tensor forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask = std::nullopt) override;
   const ModelConfig& config() const override { return cfg_; }
   void init_weights(uint64_t seed) override;
+  at::Tensor forward_embed(const at::Tensor& ids) override;  // pipeline hooks: gpt_pipeline.cpp
+  at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end) override;
+  at::Tensor forward_head(const at::Tensor& x) override;
 
   Embedding tok_emb{nullptr};  // also the output layer when embeddings are tied
   at::Tensor pos_emb;

@@ -7,6 +7,7 @@
 
 #include <torch/nn/module.h>
 
+#include "core/error.hpp"
 #include "models/config.hpp"
 
 namespace strata::models {
@@ -18,6 +19,24 @@ class LanguageModel : public torch::nn::Module {
   virtual const ModelConfig& config() const = 0;
   // Re-initialises every parameter from `seed` (deterministic for a given config).
   virtual void init_weights(uint64_t seed) = 0;
+
+  // Pipeline-parallel hooks (plain math, no communication); a model that supports pp satisfies
+  // forward(ids) == forward_head(forward_layers(forward_embed(ids), 0, config().n_layer)).
+  virtual at::Tensor forward_embed(const at::Tensor& ids) { return no_pipeline("forward_embed"); }
+  virtual at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end) { return no_pipeline("forward_layers"); }
+  virtual at::Tensor forward_head(const at::Tensor& x) { return no_pipeline("forward_head"); }
+  // Which pipeline part holds parameter `name`: -1 the embeddings, i in [0, n_layer) layer i (named
+  // "blocks.<i>."), n_layer the final norm and head. A tied head reads the embedding (-1) too.
+  int64_t pipeline_part(const std::string& name) const {
+    if (name.rfind("blocks.", 0) == 0) return std::stoll(name.substr(7, name.find('.', 7) - 7));
+    if (name.find("emb") != std::string::npos) return -1;
+    return config().n_layer;
+  }
+
+ private:
+  at::Tensor no_pipeline(const char* what) const {
+    fail("model.arch '{}' does not implement {} and cannot run with parallel.pp > 1", config().arch, what);
+  }
 };
 
 std::shared_ptr<LanguageModel> make_model(const ModelConfig& cfg);

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <limits>
+#include <ostream>
 #include <sstream>
 
 #include "core/error.hpp"
 
 namespace strata::parallel {
+
+std::ostream& operator<<(std::ostream& os, const LayerRange& r) { return os << "[" << r.begin << ", " << r.end << ")"; }
 
 std::vector<double> chunk_costs(const PartitionCosts& costs, const std::vector<LayerRange>& parts) {
   std::vector<double> out;

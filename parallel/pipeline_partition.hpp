@@ -4,6 +4,7 @@
 // those always live on the first and the last chunk.
 #pragma once
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@ struct LayerRange {
   int64_t size() const { return end - begin; }
   bool operator==(const LayerRange&) const = default;
 };
+std::ostream& operator<<(std::ostream& os, const LayerRange& r);  // "[begin, end)"
 
 struct PartitionCosts {
   std::vector<double> layers;  // one cost per layer, in order

@@ -45,7 +45,7 @@ PipeStepResult PipeRuntime::run_step(PipeStage& stage) {
   for (size_t i = 0; i < ops.size(); ++i) {
     const PipeOp& op = ops[i];
     const Key key{op.mb, op.chunk};
-    const int64_t tag = message_tag(sched_, op);
+    const int64_t tag = op.is_compute() ? -1 : message_tag(sched_, op);
     switch (op.kind) {
       case PipeOpKind::RecvAct:
       case PipeOpKind::RecvGrad: {

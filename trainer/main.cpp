@@ -10,6 +10,7 @@
 #include "parallel/world.hpp"
 #include "trainer/data_bench.hpp"
 #include "trainer/generate.hpp"
+#include "trainer/pipeline_cli.hpp"
 #include "trainer/hf_interchange.hpp"
 #include "trainer/model_bench.hpp"
 #include "trainer/recipe.hpp"
@@ -93,6 +94,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first")->capture_default_str();
   bench_cmd->add_option("--threads", bench.threads, "intra-op threads (0 = all cores)")->capture_default_str();
 
+  trainer::PipelineCliOptions pipe;
+  auto* pipe_cmd = trainer::add_pipeline_command(app, pipe);
+
   CLI11_PARSE(app, argc, argv);
   auto world = parallel::world_from_env();
   init_logging(static_cast<int>(world.rank), static_cast<int>(world.size));
@@ -124,6 +128,8 @@ int main(int argc, char** argv) {
       auto res = t.run();
       spdlog::info("done: {} steps, final loss {:.4f}, val loss {:.4f}; run directory {}", res.steps_done, res.final_loss,
                    res.final_val_loss, cfg.run.dir);
+    } else if (*pipe_cmd) {
+      return trainer::run_pipeline_command(pipe);
     } else if (*gen_cmd) {
       std::cout << trainer::generate_text(gen) << std::endl;
     } else if (*export_cmd) {
