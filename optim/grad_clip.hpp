@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "parallel/process_group.hpp"
+
 namespace strata::optim {
 
 // Total L2 norm of the gradients (fp32 accumulate).
@@ -11,5 +13,11 @@ double grad_norm(const std::vector<at::Tensor>& params);
 // Scales gradients so their global norm is at most max_norm (no-op if max_norm <= 0). Returns the
 // norm before clipping.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+
+// Across ranks: `params` are this rank's disjoint part of the gradients (a ZeRO-1 shard, a
+// tensor-parallel slice); the squared norms are summed over `group` so every rank gets the global
+// norm and applies the same scale. group == nullptr is the local version above.
+double grad_norm(const std::vector<at::Tensor>& params, parallel::ProcessGroup* group);
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, parallel::ProcessGroup* group);
 
 }  // namespace strata::optim

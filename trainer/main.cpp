@@ -7,6 +7,7 @@
 #include "core/log.hpp"
 #include "data/prep.hpp"
 #include "growth/apply.hpp"
+#include "parallel/runtime.hpp"
 #include "parallel/world.hpp"
 #include "trainer/data_bench.hpp"
 #include "trainer/generate.hpp"
@@ -141,13 +142,17 @@ int main(int argc, char** argv) {
     }
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
+    parallel::shutdown_runtime(false);
     return 1;
   } catch (const c10::Error& e) {
     spdlog::error("LibTorch error: {}", e.what_without_backtrace());
+    parallel::shutdown_runtime(false);
     return 1;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
+    parallel::shutdown_runtime(false);
     return 1;
   }
+  parallel::shutdown_runtime(true);
   return 0;
 }

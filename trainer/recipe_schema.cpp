@@ -198,6 +198,11 @@ std::vector<Field> build() {
   b.integer("parallel.tp", M(parallel.tp), 1, 4096);
   b.integer("parallel.pp", M(parallel.pp), 1, 4096);
   b.integer("parallel.dp", M(parallel.dp), 0, 1 << 20);
+  b.text("parallel.backend", M(parallel.backend), {"auto", "gloo", "nccl", "mpi"});
+  b.integer("parallel.timeout_s", M(parallel.timeout_s), 1, 7 * 24 * 3600);
+  b.real("parallel.bucket_mb", M(parallel.bucket_mb), 0.001, 1 << 16);
+  b.boolean("parallel.zero1", M(parallel.zero1));
+  b.boolean("parallel.overlap", M(parallel.overlap));
   return f;
 }
 #undef M

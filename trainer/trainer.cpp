@@ -18,6 +18,7 @@
 #include "models/flops.hpp"
 #include "optim/grad_clip.hpp"
 #include "optim/schedule.hpp"
+#include "optim/zero1.hpp"
 #include "parallel/world.hpp"
 #include "trainer/device_info.hpp"
 #include "trainer/hf_interchange.hpp"
@@ -74,6 +75,13 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     train_ds_ = std::make_unique<data::TokenDataset>(data_->path(0), "train");
   }
 
+  parallel::RuntimeOptions ro;
+  ro.backend = cfg_.parallel.backend;
+  ro.timeout = std::chrono::seconds(cfg_.parallel.timeout_s);
+  ro.cuda = device_.is_cuda();
+  runtime_ = parallel::Runtime::init(parallel::world_from_env(), ro);
+  mesh_ = std::make_unique<parallel::DeviceMesh>(*runtime_, cfg_.parallel);
+
   if (cfg_.growth.enabled()) setup_growth(resume);
   at::manual_seed(cfg_.run.seed);
   model_ = models::make_model(growth_pending_ ? growth_source_ : cfg_.model);
@@ -84,7 +92,32 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   if (cfg_.train.activation_checkpointing)
     spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
                  models::set_activation_checkpointing(*model_, true));
-  opt_ = optim::make_optimizer(cfg_.optim, optim::default_param_groups(params_, cfg_.optim.weight_decay));
+  auto groups = optim::default_param_groups(params_, cfg_.optim.weight_decay);
+  for (auto& [_, p] : params_) clip_params_.push_back(p);
+  if (mesh_->dp()->size() > 1 || cfg_.parallel.zero1) {
+    {  // every dp rank starts from dp rank 0's weights
+      torch::NoGradGuard no_grad;
+      for (auto& [_, p] : params_) mesh_->dp()->broadcast(p, 0)->wait();
+    }
+    parallel::DataParallelOptions dpo;
+    dpo.bucket_mb = cfg_.parallel.bucket_mb;
+    dpo.shard_grads = cfg_.parallel.zero1;
+    dpo.overlap = cfg_.parallel.overlap;
+    dp_ = std::make_unique<parallel::DataParallel>(params_, mesh_->dp(), dpo);
+    spdlog::info("data parallel: dp = {}, {} gradient buckets of <= {} MB, {}{}", mesh_->dp()->size(), dp_->buckets().size(),
+                 cfg_.parallel.bucket_mb, cfg_.parallel.zero1 ? "reduce-scatter + ZeRO-1 sharded optimizer" : "all-reduce",
+                 cfg_.parallel.overlap ? ", overlapped with backward" : ", after backward");
+  }
+  if (cfg_.parallel.zero1) {
+    auto zero = std::make_unique<optim::Zero1>(*dp_, groups, [&](std::vector<optim::ParamGroup> g) {
+      return optim::make_optimizer(cfg_.optim, std::move(g));
+    });
+    clip_params_ = zero->shard_params();
+    clip_group_ = mesh_->dp().get();
+    opt_ = std::move(zero);
+  } else {
+    opt_ = optim::make_optimizer(cfg_.optim, std::move(groups));
+  }
 
   fs::create_directories(cfg_.run.dir);
   if (resume) {
@@ -124,16 +157,18 @@ double Trainer::evaluate() {
 }
 
 void Trainer::save(int64_t step) {
+  auto opt_state = opt_->state();  // collective under ZeRO-1: every rank takes part
+  if (!is_main()) return;
   checkpoint::CheckpointState st;
   st.step = step;
   st.config_yaml = dump_recipe(cfg_);
   for (const auto& [name, p] : params_) st.tensors["model." + name] = p;
-  for (const auto& [name, t] : opt_->state()) st.tensors["optim." + name] = t;
+  for (const auto& [name, t] : opt_state) st.tensors["optim." + name] = t;
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
   if (cfg_.growth.enabled()) st.meta["growth.stage"] = growth_pending_ ? "source" : "target";
   st.meta["samples_consumed"] =
-      std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum);
+      std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum * mesh_->dp()->size());
   fs::path root = fs::path(cfg_.run.dir) / "checkpoints";
   auto dir = checkpoint::save_checkpoint(root, st);
   checkpoint::apply_retention(root, cfg_.checkpoint.keep, cfg_.checkpoint.keep_every);
@@ -165,7 +200,8 @@ void Trainer::restore(const std::string& dir) {
 
 TrainResult Trainer::run(int64_t stop_after) {
   const auto& t = cfg_.train;
-  const int64_t tokens_per_step = t.micro_batch * t.grad_accum * t.seq_len;
+  const int64_t dp_rank = mesh_->dp()->rank(), dp_size = mesh_->dp()->size();
+  const int64_t tokens_per_step = t.micro_batch * t.grad_accum * t.seq_len * dp_size;  // global
   const double flops_per_token = models::flops_per_token(cfg_.model, t.seq_len);
   // MFU needs a known peak: CUDA devices in models::peak_bf16_flops' table; CPUs report GFLOP/s only.
   const int64_t world_size = parallel::world_from_env().size;
@@ -175,8 +211,11 @@ TrainResult Trainer::run(int64_t stop_after) {
     peak = models::peak_bf16_flops(name);
     if (!peak) spdlog::warn("MFU: no peak FLOP/s known for device '{}'; logging TFLOP/s without MFU", name);
   }
-  MetricsWriter metrics(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_);
-  write_file_atomic(fs::path(cfg_.run.dir) / "config.yaml", dump_recipe(cfg_));
+  std::optional<MetricsWriter> metrics;  // rank 0 writes metrics and checkpoints
+  if (is_main()) {
+    metrics.emplace(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_);
+    write_file_atomic(fs::path(cfg_.run.dir) / "config.yaml", dump_recipe(cfg_));
+  }
   spdlog::info("model {}: {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens; device {}, {} threads",
                cfg_.model.arch, models::param_count(cfg_.model) / 1e6, flops_per_token / 1e6, data_->train_tokens(),
                device_.str(), at::get_num_threads());
@@ -185,22 +224,29 @@ TrainResult Trainer::run(int64_t stop_after) {
   model_->train();
   auto interval_start = Clock::now();
   int64_t interval_tokens = 0;
-  std::vector<at::Tensor> plist;
-  for (auto& [_, p] : params_) plist.push_back(p);
   for (int64_t step = start_step_; step < t.steps; ++step) {
     if (growth_pending_ && step == growth_step_) grow_now(step);
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     for (int64_t a = 0; a < t.grad_accum; ++a) {
-      auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, 0, 1);
+      auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, dp_rank, dp_size);
       auto loss = loss_of(data_->train_batch(idx));
+      const bool final_micro = a == t.grad_accum - 1;
+      if (dp_) dp_->set_sync(final_micro);  // no communication on non-final micro-batches
+      const auto bwd_start = Clock::now();
       (loss / static_cast<double>(t.grad_accum)).backward();
+      if (dp_ && final_micro) dp_backward_s_ += std::chrono::duration<double>(Clock::now() - bwd_start).count();
       loss_sum += loss.detach();
     }
-    const double gnorm = optim::clip_grad_norm(plist, cfg_.optim.grad_clip);
+    if (dp_) {
+      dp_->finish();
+      loss_sum = loss_sum.reshape({1});
+      mesh_->dp()->all_reduce(loss_sum, parallel::ReduceOp::Avg)->wait();  // the logged loss is the global mean
+    }
+    const double gnorm = optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
     opt_->step(lr);
     opt_->zero_grad();
-    const double loss = loss_sum.item<double>() / t.grad_accum;
+    const double loss = loss_sum.sum().item<double>() / t.grad_accum;
     if (!std::isfinite(loss)) fail("step {}: loss is {} (diverged); lower optim.lr or check the data", step + 1, loss);
     res.losses.push_back(loss);
     interval_tokens += tokens_per_step;
@@ -237,12 +283,19 @@ TrainResult Trainer::run(int64_t stop_after) {
       row.push_back({"val_loss", vl});
       if (data_->n_sources() > 1) row.insert(row.end(), val_by_dataset_.begin(), val_by_dataset_.end());
     }
-    metrics.write(row);
+    if (metrics) metrics->write(row);
     const bool stopping = stop_after > 0 && done == stop_after;
     if ((cfg_.checkpoint.every > 0 && done % cfg_.checkpoint.every == 0) || done == t.steps || stopping) save(done);
     res.final_loss = loss;
     res.steps_done = done;
     if (stopping) break;
+  }
+  if (dp_ && dp_->stats().steps > 0) {
+    const auto& st = dp_->stats();
+    spdlog::info("data parallel: {:.3f} MB reduced per step, ring estimate {:.3f} MB sent per rank per step; backward {:.3f} s, "
+                 "waiting for communication {:.3f} s after it ({:.1f}% of backward + wait) over {} steps",
+                 st.bytes_per_step / 1e6, st.wire_bytes_per_step / 1e6, dp_backward_s_, st.wait_s,
+                 100.0 * st.wait_s / std::max(1e-12, dp_backward_s_ + st.wait_s), st.steps);
   }
   return res;
 }

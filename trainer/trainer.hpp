@@ -10,6 +10,9 @@
 #include "data/training_data.hpp"
 #include "models/language_model.hpp"
 #include "optim/optimizer.hpp"
+#include "parallel/data_parallel.hpp"
+#include "parallel/mesh.hpp"
+#include "parallel/runtime.hpp"
 #include "trainer/metrics.hpp"
 #include "trainer/run_config.hpp"
 
@@ -54,6 +57,15 @@ class Trainer {
   std::unique_ptr<data::TokenDataset> train_ds_;  // the first dataset's train split
   std::vector<std::pair<std::string, double>> val_by_dataset_;  // the last evaluation, per dataset
   int64_t start_step_ = 0;
+  // Distributed runtime (a one-rank world for plain runs), its mesh, and data parallelism when
+  // dp > 1 (or parallel.zero1). Rank 0 writes metrics and checkpoints.
+  std::shared_ptr<parallel::Runtime> runtime_;
+  std::unique_ptr<parallel::DeviceMesh> mesh_;
+  std::unique_ptr<parallel::DataParallel> dp_;
+  std::vector<at::Tensor> clip_params_;              // what grad-norm clipping sees (ZeRO-1: this rank's shard)
+  parallel::ProcessGroup* clip_group_ = nullptr;     // and over which ranks the norm is summed
+  bool is_main() const { return runtime_->world().is_main(); }
+  double dp_backward_s_ = 0;                          // backward compute of the final micro-batches
 };
 
 // Picks cpu or cuda for train.device = auto|cpu|cuda and sets the intra-op thread count.

@@ -39,8 +39,9 @@ TEST_CASE("torchrun variables, with and without the agent store") {
 
 TEST_CASE("SLURM node lists expand bracket ranges") {
   CHECK(expand_nodelist("node1") == std::vector<std::string>{"node1"});
-  CHECK(expand_nodelist("node[01-03,7]") == std::vector<std::string>{"node01", "node02", "node03", "node07"});
-  CHECK(expand_nodelist("a[9-10]b,gpu-x,c[3]") == std::vector<std::string>{"a09b", "a10b", "gpu-x", "c3"});
+  // Zero padding is each range's own (as scontrol show hostnames does).
+  CHECK(expand_nodelist("node[01-03,7]") == std::vector<std::string>{"node01", "node02", "node03", "node7"});
+  CHECK(expand_nodelist("a[9-10]b,gpu-x,c[3]") == std::vector<std::string>{"a9b", "a10b", "gpu-x", "c3"});
   CHECK(expand_nodelist("n[098-101]") == std::vector<std::string>{"n098", "n099", "n100", "n101"});
   CHECK_THROWS_WITH(expand_nodelist("n[1-3"), Catch::Contains("unclosed"));
   CHECK_THROWS_WITH(expand_nodelist("n[3-1]"), Catch::Contains("backwards"));

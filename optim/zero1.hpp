@@ -1,0 +1,64 @@
+// ZeRO stage 1: optimizer state sharded over the data-parallel group, around any registered
+// optimizer.
+//
+// Layout: parallel::DataParallel (shard_grads = true) packs gradients into buckets padded to a
+// multiple of dp and reduce-scatters each one, so dp rank r holds chunk r of every bucket's
+// average gradient. For each parameter that overlaps this rank's chunk, Zero1 keeps a 1-D "piece"
+// (a leaf tensor holding those elements, its grad a view into the reduced shard) and hands the
+// pieces, grouped like the full parameters and under the same names, to the inner optimizer. A
+// step updates the pieces, then all-gathers each bucket's updated values into the parameters.
+// Element-wise optimizers (AdamW, Sophia) therefore produce the same parameters as unsharded.
+// state() all-gathers the per-parameter entries into full tensors under the same keys the inner
+// optimizer uses unsharded (collective: every dp rank must call it); load_state() keeps the
+// rank's slices. Checkpoints are interchangeable between zero1 on and off.
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "optim/optimizer.hpp"
+#include "parallel/data_parallel.hpp"
+
+namespace strata::optim {
+
+class Zero1 final : public Optimizer {
+ public:
+  using Factory = std::function<std::unique_ptr<Optimizer>(std::vector<ParamGroup>)>;
+  // `full` are the parameter groups an unsharded optimizer would get; dp must use shard_grads.
+  Zero1(parallel::DataParallel& dp, const std::vector<ParamGroup>& full, const Factory& make);
+
+  // Call after dp.finish() (and clipping of shard_params()).
+  void step(double lr) override;
+  std::map<std::string, at::Tensor> state() const override;
+  void load_state(const std::map<std::string, at::Tensor>& state) override;
+  int64_t hessian_interval() const override { return inner_->hessian_interval(); }
+  std::string hessian_estimator() const override { return inner_->hessian_estimator(); }
+  void set_tokens_per_step(double tokens) override { inner_->set_tokens_per_step(tokens); }
+  std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {}) const override;
+
+  // This rank's pieces; their grads are the reduced gradient shard (for global-norm clipping
+  // over the dp group).
+  const std::vector<at::Tensor>& shard_params() const { return pieces_; }
+  Optimizer& inner() { return *inner_; }
+
+ private:
+  struct Piece {
+    size_t param;       // index into dp.params()
+    size_t bucket;
+    int64_t at_param;   // first element within the parameter
+    int64_t at_shard;   // first element within the bucket's shard
+    int64_t numel;
+    at::Tensor value;   // the leaf the inner optimizer updates
+  };
+  // Gathers per-bucket shards built by fill(piece) into full buckets, then hands each
+  // parameter's slice to use(param index, flat slice).
+  void gather(const std::function<at::Tensor(const Piece&)>& piece_value, at::ScalarType dtype,
+              const std::function<void(size_t, const at::Tensor&)>& use) const;
+
+  parallel::DataParallel& dp_;
+  std::vector<Piece> pieces_info_;
+  std::vector<at::Tensor> pieces_;
+  std::map<std::string, size_t> piece_of_name_;  // parameter name -> index into pieces_info_
+  std::unique_ptr<Optimizer> inner_;
+};
+
+}  // namespace strata::optim
