@@ -41,7 +41,7 @@ int run_pipeline_command(const PipelineCliOptions& o) {
   for (int64_t r = 0; r < o.p; ++r) peak = std::max(peak, parallel::peak_live_activations(s, r));
   const double theory = double(o.p - 1) / (double(o.v) * o.m + o.p - 1);
   std::cout << fmt::format("{} p={} m={} v={}: makespan {:.3f} (ideal {:.3f}); bubble {:.4f} of wall time (theory {:.4f}), "
-                           "{:.4f} of ideal (theory {:.4f}); peak live activations {} (rank 0)\n",
+                           "{:.4f} of ideal (theory {:.4f}); peak live activations {} (max over ranks)\n",
                            to_string(kind), o.p, o.m, o.v, res.makespan, res.ideal, res.bubble_of_wall(), theory,
                            res.bubble_over_ideal(), double(o.p - 1) / (double(o.v) * o.m), peak);
   return 0;
