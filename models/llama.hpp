@@ -33,11 +33,10 @@ class Llama : public LanguageModel {
   at::Tensor forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask = std::nullopt) override;
   const ModelConfig& config() const override { return cfg_; }
   void init_weights(uint64_t seed) override;
-  // Pipeline pieces: forward(ids) == forward_head(forward_layers(forward_embed(ids), 0, L))
-  // (LanguageModel's pipeline hooks).
-  at::Tensor forward_embed(const at::Tensor& ids);
-  at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end);
-  at::Tensor forward_head(const at::Tensor& x);
+  // Pipeline pieces: forward(ids) == forward_head(forward_layers(forward_embed(ids), 0, L)).
+  at::Tensor forward_embed(const at::Tensor& ids) override;
+  at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end) override;
+  at::Tensor forward_head(const at::Tensor& x) override;
 
   Embedding tok_emb{nullptr};  // also the output layer when embeddings are tied
   torch::nn::ModuleList blocks;
