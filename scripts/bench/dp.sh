@@ -12,8 +12,11 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="${STRATA_BIN:-$root/build/bin/strata}"
 n="${1:-2}"; shift || true
 tmp=$(mktemp -d /tmp/strata_bench_dp.XXXXXX); trap 'rm -rf "$tmp"' EXIT
-for i in $(seq 1 3000); do echo "Line $i of a benchmark corpus: $((i * 7919 % 997)) words about $((i % 17)) things."; done > "$tmp/c.txt"
-"$bin" prep --input "$tmp/c.txt" --out "$tmp/data" > /dev/null 2>&1
+for i in $(seq 1 3000); do
+  echo "Line $i of a benchmark corpus: $((i * 7919 % 997)) words about $((i % 17)) things."
+  if ((i % 40 == 0)); then echo; fi  # blank lines separate documents
+done > "$tmp/c.txt"
+"$bin" prep --input "$tmp/c.txt" --out "$tmp/data" > "$tmp/prep.log" 2>&1 || { cat "$tmp/prep.log"; exit 1; }
 common=(--set data.path="$tmp/data" --set model.n_layer=2 --set model.d_model=128 --set model.n_head=4 --set model.max_seq_len=64
         --set train.seq_len=64 --set train.micro_batch=8 --set train.grad_accum=1 --set train.threads=1 --set train.log_every=1000
         --set train.eval_every=0 --set train.eval_batches=1 --set checkpoint.every=0 --set parallel.bucket_mb=0.5 "$@")
