@@ -175,10 +175,20 @@ std::vector<Field> build() {
   b.real("optim.eps", M(optim.eps), 0.0, 1.0);
   b.real("optim.weight_decay", M(optim.weight_decay), 0.0, 10.0);
   b.real("optim.grad_clip", M(optim.grad_clip), 0.0, 1e6);
+  b.text("optim.decay_rule", M(optim.decay_rule), {"matrices", "linear_only"});
+  b.boolean("optim.fused", M(optim.fused));
+  b.real("optim.rho", M(optim.rho), 1e-12, 1e6);
+  b.integer("optim.hessian_interval", M(optim.hessian_interval), 1, kBig);
+  b.text("optim.hessian_estimator", M(optim.hessian_estimator), {"gnb", "hutchinson"});
+  b.text("optim.hutchinson_probe", M(optim.hutchinson_probe), {"rademacher", "gaussian"});
   // schedule
-  b.text("schedule.name", M(schedule.name), {"cosine", "constant"});
+  b.text("schedule.name", M(schedule.name), {"cosine", "wsd", "constant"});
   b.integer("schedule.warmup_steps", M(schedule.warmup_steps), 0, kBig);
   b.real("schedule.min_lr_ratio", M(schedule.min_lr_ratio), 0.0, 1.0);
+  b.real("schedule.decay_fraction", M(schedule.decay_fraction), 0.0, 1.0);
+  b.text("schedule.decay_shape", M(schedule.decay_shape), {"linear", "1-sqrt"});
+  b.integer("schedule.rewarm_steps", M(schedule.rewarm_steps), 0, kBig);
+  b.integer("schedule.rewarm_from", M(schedule.rewarm_from), -1, kBig);
   // checkpoint
   b.integer("checkpoint.every", M(checkpoint.every), 0, kBig);
   b.integer("checkpoint.keep", M(checkpoint.keep), 1, 1 << 20);

@@ -16,8 +16,11 @@
 #include "core/fs.hpp"
 #include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
+#include "models/blocks/linear.hpp"
 #include "optim/grad_clip.hpp"
+#include "optim/hessian.hpp"
 #include "optim/schedule.hpp"
+#include "optim/sophia.hpp"
 #include "optim/zero1.hpp"
 #include "parallel/world.hpp"
 #include "trainer/device_info.hpp"
@@ -92,7 +95,12 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   if (cfg_.train.activation_checkpointing)
     spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
                  models::set_activation_checkpointing(*model_, true));
-  auto groups = optim::default_param_groups(params_, cfg_.optim.weight_decay);
+  std::set<std::string> linear_weights;  // for optim.decay_rule = linear_only
+  for (const auto& kv : model_->named_modules())
+    if (dynamic_cast<const models::LinearImpl*>(kv.value().get()))
+      linear_weights.insert(kv.key().empty() ? "weight" : kv.key() + ".weight");
+  auto groups = optim::make_param_groups(params_, cfg_.optim.weight_decay, optim::parse_decay_rule(cfg_.optim.decay_rule),
+                                         linear_weights);
   for (auto& [_, p] : params_) clip_params_.push_back(p);
   if (mesh_->dp()->size() > 1 || cfg_.parallel.zero1) {
     {  // every dp rank starts from dp rank 0's weights
@@ -118,6 +126,21 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   } else {
     opt_ = optim::make_optimizer(cfg_.optim, std::move(groups));
   }
+  opt_->set_tokens_per_step(static_cast<double>(cfg_.train.micro_batch * cfg_.train.grad_accum * cfg_.train.seq_len *
+                                                mesh_->dp()->size()));
+  if (opt_->hessian_interval() > 0) {
+    if (cfg_.parallel.zero1)
+      fail("optim.name = {} refreshes its curvature estimate, which is not wired through parallel.zero1 yet; "
+           "set parallel.zero1 = false", cfg_.optim.name);
+    // A different sampler seed gives refresh batches without touching the training order.
+    hessian_loader_ = std::make_unique<data::BatchLoader>(*train_ds_, cfg_.train.seq_len,
+                                                          cfg_.run.seed ^ 0x9E3779B97F4A7C15ULL, true);
+    // Each dp rank samples its labels/probes independently (spec §3).
+    hessian_gen_ = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(cfg_.run.seed) + 0x50F1A +
+                                                            static_cast<uint64_t>(mesh_->dp()->rank()) * 7919);
+    spdlog::info("optimizer {} ({} estimator, refresh every {} steps); weight decay rule {}", cfg_.optim.name,
+                 opt_->hessian_estimator(), opt_->hessian_interval(), cfg_.optim.decay_rule);
+  }
 
   fs::create_directories(cfg_.run.dir);
   if (resume) {
@@ -134,6 +157,55 @@ at::Tensor Trainer::loss_of(const data::Batch& b) {
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
   auto logits = model_->forward(inputs);
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+}
+
+std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t step) {
+  const auto& t = cfg_.train;
+  const int64_t refresh = step / opt_->hessian_interval();
+  const auto& dp = mesh_->dp();
+  auto batch_of = [&](int64_t a) {
+    return hessian_loader_->get(data::micro_batch_indices(refresh, a, t.micro_batch, t.grad_accum, dp->rank(), dp->size()));
+  };
+  std::vector<at::Tensor> plist;
+  for (auto& [_, p] : params_) plist.push_back(p);
+  std::vector<std::pair<std::string, double>> out;
+  // The estimate is taken of the dp-averaged gradient (GNB squares it afterwards).
+  optim::GradAverage dp_average;
+  if (dp->size() > 1)
+    dp_average = [&](const std::vector<at::Tensor>& ps) {
+      for (const auto& p : ps)
+        if (p.grad().defined()) {
+          at::Tensor g = p.grad();
+          dp->all_reduce(g, parallel::ReduceOp::Avg)->wait();
+        }
+    };
+  if (opt_->hessian_estimator() == "gnb") {
+    auto logits_of = [&](int64_t a) {
+      auto inputs = batch_of(a).inputs.to(device_, true);
+      AutocastScope autocast(t.dtype == "bf16" && device_.is_cuda());
+      return model_->forward(inputs);
+    };
+    out.push_back({"hessian_loss", optim::refresh_gnb(*opt_, plist, t.grad_accum, logits_of, hessian_gen_,
+                                                      cfg_.optim.grad_clip, dp_average)});
+  } else {
+    // Double backward: the fused/flash attention kernels have no second derivative, so the math
+    // path runs for the refresh.
+    auto& ctx = at::globalContext();
+    const bool flash = ctx.userEnabledFlashSDP(), mem = ctx.userEnabledMemEfficientSDP(), cudnn = ctx.userEnabledCuDNNSDP();
+    ctx.setSDPUseFlash(false);
+    ctx.setSDPUseMemEfficient(false);
+    ctx.setSDPUseCuDNN(false);
+    try {
+      optim::refresh_hutchinson(*opt_, plist, t.grad_accum, [&](int64_t a) { return loss_of(batch_of(a)); },
+                                hessian_gen_, cfg_.optim.hutchinson_probe, dp_average);
+    } catch (...) {
+      ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);
+      throw;
+    }
+    ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);
+  }
+  for (auto& kv : opt_->metrics()) out.push_back(kv);
+  return out;
 }
 
 double Trainer::evaluate() {
@@ -165,6 +237,7 @@ void Trainer::save(int64_t step) {
   for (const auto& [name, p] : params_) st.tensors["model." + name] = p;
   for (const auto& [name, t] : opt_state) st.tensors["optim." + name] = t;
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  if (hessian_gen_.defined()) st.tensors["rng.hessian"] = hessian_gen_.get_state();
   for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
   if (cfg_.growth.enabled()) st.meta["growth.stage"] = growth_pending_ ? "source" : "target";
   st.meta["samples_consumed"] =
@@ -194,6 +267,20 @@ void Trainer::restore(const std::string& dir) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     gen.set_state(it->second);
   }
+  if (hessian_gen_.defined()) {
+    auto it = st.tensors.find("rng.hessian");
+    if (it == st.tensors.end()) fail("checkpoint '{}' has no 'rng.hessian' generator state, which optim.name = {} needs", dir, cfg_.optim.name);
+    hessian_gen_.set_state(it->second);
+  }
+  // Re-warming for continual pretraining: a new peak lr at resume restarts the warmup here.
+  const auto saved = load_recipe_text(st.config_yaml, dir + "/manifest.pb (recipe)");
+  if (cfg_.schedule.rewarm_steps > 0 && cfg_.schedule.rewarm_from < 0 && saved.optim.lr != cfg_.optim.lr) {
+    cfg_.schedule.rewarm_from = st.step;
+    spdlog::info("schedule: re-warming from step {} to the new peak lr {:.3g} (was {:.3g}) over {} steps", st.step,
+                 cfg_.optim.lr, saved.optim.lr, cfg_.schedule.rewarm_steps);
+  } else if (cfg_.schedule.rewarm_from < 0 && saved.schedule.rewarm_from >= 0) {
+    cfg_.schedule.rewarm_from = saved.schedule.rewarm_from;  // a re-warmed run keeps its schedule on later resumes
+  }
   start_step_ = st.step;
   spdlog::info("resumed from {} at step {}", dir, start_step_);
 }
@@ -213,7 +300,8 @@ TrainResult Trainer::run(int64_t stop_after) {
   }
   std::optional<MetricsWriter> metrics;  // rank 0 writes metrics and checkpoints
   if (is_main()) {
-    metrics.emplace(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_);
+    // Rows carry the 1-indexed step done; the checkpoint's own row (step == start_step_) stays.
+    metrics.emplace(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_ + 1);
     write_file_atomic(fs::path(cfg_.run.dir) / "config.yaml", dump_recipe(cfg_));
   }
   spdlog::info("model {}: {:.2f}M parameters, {:.1f} MFLOP/token; {} train tokens; device {}, {} threads",
@@ -224,6 +312,7 @@ TrainResult Trainer::run(int64_t stop_after) {
   model_->train();
   auto interval_start = Clock::now();
   int64_t interval_tokens = 0;
+  std::vector<std::pair<std::string, double>> last_curvature;  // Sophia: the latest refresh's metrics
   for (int64_t step = start_step_; step < t.steps; ++step) {
     if (growth_pending_ && step == growth_step_) grow_now(step);
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
@@ -246,12 +335,15 @@ TrainResult Trainer::run(int64_t stop_after) {
     const double gnorm = optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
     opt_->step(lr);
     opt_->zero_grad();
+    std::vector<std::pair<std::string, double>> curvature;
+    if (optim::hessian_refresh_due(step, opt_->hessian_interval())) last_curvature = curvature = refresh_hessian(step);
     const double loss = loss_sum.sum().item<double>() / t.grad_accum;
     if (!std::isfinite(loss)) fail("step {}: loss is {} (diverged); lower optim.lr or check the data", step + 1, loss);
     res.losses.push_back(loss);
     interval_tokens += tokens_per_step;
     const int64_t done = step + 1;
     std::vector<std::pair<std::string, double>> row = {{"step", double(done)}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}};
+    row.insert(row.end(), curvature.begin(), curvature.end());
     const bool log_now = done % t.log_every == 0 || done == t.steps;
     if (log_now) {
       double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
@@ -259,6 +351,11 @@ TrainResult Trainer::run(int64_t stop_after) {
       double eta = (t.steps - done) * tokens_per_step / std::max(tps, 1e-9);
       spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.0f} tok/s | {:.2f} GFLOP/s | ETA {:.0f}s",
                    done, t.steps, loss, lr, gnorm, tps, tps * flops_per_token / 1e9, eta);
+      if (!last_curvature.empty()) {
+        std::string line;
+        for (const auto& [k, v] : last_curvature) line += fmt::format("{}{} {:.4g}", line.empty() ? "" : " | ", k, v);
+        spdlog::info("step {:>6} | latest hessian refresh: {}", done, line);
+      }
       row.push_back({"tokens_per_s", tps});
       row.push_back({"gflops", tps * flops_per_token / 1e9});
       if (device_.is_cuda()) {  // model FLOPs (spec §3); MFU against the devices' dense bf16 peak when known

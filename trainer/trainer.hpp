@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Generator.h>
+
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "data/training_data.hpp"
@@ -47,6 +49,8 @@ class Trainer {
   models::ModelConfig growth_source_;
   std::map<std::string, std::string> growth_meta_;
   at::Tensor loss_of(const data::Batch& b);
+  // Sophia's curvature refresh after `step` (optim/hessian.hpp); returns metrics to log.
+  std::vector<std::pair<std::string, double>> refresh_hessian(int64_t step);
 
   RunConfig cfg_;
   at::Device device_{at::kCPU};
@@ -56,6 +60,10 @@ class Trainer {
   std::unique_ptr<data::TrainingData> data_;  // the train mixture and each dataset's validation set
   std::unique_ptr<data::TokenDataset> train_ds_;  // the first dataset's train split
   std::vector<std::pair<std::string, double>> val_by_dataset_;  // the last evaluation, per dataset
+  // Sophia: the refresh batches come from their own sampler seed (the training order is unchanged)
+  // and labels/probes from their own generator (saved in checkpoints as rng.hessian).
+  std::unique_ptr<data::BatchLoader> hessian_loader_;
+  at::Generator hessian_gen_;
   int64_t start_step_ = 0;
   // Distributed runtime (a one-rank world for plain runs), its mesh, and data parallelism when
   // dp > 1 (or parallel.zero1). Rank 0 writes metrics and checkpoints.
