@@ -1,12 +1,11 @@
 #include "data/sentencepiece.hpp"
 
-#include <sentencepiece_processor.h>
-
 #include <algorithm>
 
 #include "core/crc32c.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "data/spm_runtime.hpp"
 
 namespace strata::data {
 
@@ -41,17 +40,15 @@ std::string sentencepiece_identity(const std::string& model_bytes, const Special
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_bytes, const SpecialPieces& pieces,
                                                const std::string& origin)
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), origin_(origin) {
-  auto st = sp_->LoadFromSerializedProto(model_bytes);
-  if (!st.ok()) fail("tokenizer model '{}' cannot be loaded: {}", origin, st.ToString());
-  model_pieces_ = sp_->GetPieceSize();
+    : sp_(std::make_unique<spm::Processor>(model_bytes, origin)), origin_(origin) {
+  model_pieces_ = sp_->piece_size();
   vocab_size_ = model_pieces_;
   auto resolve = [&](const std::string& piece) -> int32_t {
     if (piece.empty()) return -1;
     for (char c : piece)
       if (c == ',' || c == '=') fail("tokenizer model '{}': special piece '{}' may not contain ',' or '='", origin, piece);
-    int id = sp_->PieceToId(piece);
-    if (id >= 0 && id < model_pieces_ && sp_->IdToPiece(id) == piece) return id;
+    int id = sp_->find_piece(piece);
+    if (id >= 0) return id;
     return static_cast<int32_t>(vocab_size_++);  // not in the model: a new id after its pieces
   };
   specials_.bos = resolve(pieces.bos);
@@ -72,12 +69,7 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::load(const std::
 
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
-std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const {
-  std::vector<int> ids;
-  auto st = sp_->Encode(text, &ids);
-  if (!st.ok()) fail("tokenizer '{}': encoding failed: {}", origin_, st.ToString());
-  return std::vector<int32_t>(ids.begin(), ids.end());
-}
+std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view text) const { return sp_->encode(text); }
 
 std::string SentencePieceTokenizer::decode(const std::vector<int32_t>& ids) const {
   auto special = specials_.ids();
@@ -85,12 +77,9 @@ std::string SentencePieceTokenizer::decode(const std::vector<int32_t>& ids) cons
   keep.reserve(ids.size());
   for (int32_t id : ids)
     if (id >= 0 && id < model_pieces_ && std::find(special.begin(), special.end(), id) == special.end() &&
-        !sp_->IsControl(id))
+        !sp_->is_control(id))
       keep.push_back(id);
-  std::string out;
-  auto st = sp_->Decode(keep, &out);
-  if (!st.ok()) fail("tokenizer '{}': decoding failed: {}", origin_, st.ToString());
-  return out;
+  return sp_->decode(keep);
 }
 
 }  // namespace strata::data

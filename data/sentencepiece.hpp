@@ -9,11 +9,10 @@
 
 #include "data/tokenizer.hpp"
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace strata::data {
+namespace spm {
+class Processor;
+}
 
 // The piece text of each special role; an empty string means the role is absent (EOS is required:
 // documents are packed with it). Written as "bos=<s>,eos=</s>,pad=<pad>,mask=[MASK],cls=[CLS],sep=[SEP]".
@@ -41,7 +40,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   int64_t model_pieces() const { return model_pieces_; }
 
  private:
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::unique_ptr<spm::Processor> sp_;
   SpecialTokens specials_;
   int64_t model_pieces_ = 0, vocab_size_ = 0;
   std::string identity_, origin_;

@@ -1,28 +1,20 @@
 #include "data/tokenizer_train.hpp"
 
-#include <sentencepiece_trainer.h>
-
 #include <thread>
-#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
 #include "core/error.hpp"
+#include "data/spm_runtime.hpp"
 
 namespace strata::data {
 namespace {
 
-// Feeds SentencePiece the non-empty lines of the documents, without copying the text up front.
-class LineIterator final : public sentencepiece::SentenceIterator {
+// Yields the non-empty lines of the documents to SentencePiece, without copying the text up front.
+class LineIterator {
  public:
-  explicit LineIterator(const std::vector<std::string_view>& docs) : docs_(docs) { advance(); }
-  bool done() const override { return doc_ >= docs_.size(); }
-  void Next() override { advance(); }
-  const std::string& value() const override { return line_; }
-  sentencepiece::util::Status status() const override { return {}; }
-
- private:
-  void advance() {
+  explicit LineIterator(const std::vector<std::string_view>& docs) : docs_(docs) {}
+  bool next(std::string_view& line) {
     while (doc_ < docs_.size()) {
       std::string_view d = docs_[doc_];
       if (pos_ >= d.size()) {
@@ -32,17 +24,18 @@ class LineIterator final : public sentencepiece::SentenceIterator {
       }
       size_t end = d.find('\n', pos_);
       if (end == std::string_view::npos) end = d.size();
-      std::string_view line = d.substr(pos_, end - pos_);
+      line = d.substr(pos_, end - pos_);
       pos_ = end + 1;
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-      line_.assign(line);
-      return;
+      return true;
     }
+    return false;
   }
+
+ private:
   const std::vector<std::string_view>& docs_;
   size_t doc_ = 0, pos_ = 0;
-  std::string line_;
 };
 
 }  // namespace
@@ -60,7 +53,7 @@ std::string train_sentencepiece(const std::vector<std::string_view>& docs, const
   for (const auto* p : {&sp.mask, &sp.cls, &sp.sep})
     if (!p->empty()) controls += (controls.empty() ? "" : ",") + *p;
   int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
-  std::unordered_map<std::string, std::string> args = {
+  std::vector<std::pair<std::string, std::string>> args = {
       {"model_type", opt.model_type},
       {"vocab_size", std::to_string(opt.vocab_size)},
       {"hard_vocab_limit", "false"},
@@ -79,17 +72,19 @@ std::string train_sentencepiece(const std::vector<std::string_view>& docs, const
       {"pad_id", std::to_string(pad)},
       {"minloglevel", "2"},
   };
-  if (!sp.bos.empty()) args["bos_piece"] = sp.bos;
-  if (!sp.eos.empty()) args["eos_piece"] = sp.eos;
-  if (!sp.pad.empty()) args["pad_piece"] = sp.pad;
-  if (!controls.empty()) args["control_symbols"] = controls;
+  if (!sp.bos.empty()) args.emplace_back("bos_piece", sp.bos);
+  if (!sp.eos.empty()) args.emplace_back("eos_piece", sp.eos);
+  if (!sp.pad.empty()) args.emplace_back("pad_piece", sp.pad);
+  if (!controls.empty()) args.emplace_back("control_symbols", controls);
   spdlog::info("prep: training a SentencePiece {} tokenizer (vocab {}) on {} documents", opt.model_type,
                opt.vocab_size, docs.size());
+  {
+    LineIterator probe(docs);
+    std::string_view first;
+    if (!probe.next(first)) fail("prep: no text to train a tokenizer on");
+  }
   LineIterator it(docs);
-  if (it.done()) fail("prep: no text to train a tokenizer on");
-  std::string model;
-  auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &model);
-  if (!st.ok()) fail("prep: SentencePiece training failed: {}", st.ToString());
+  std::string model = spm::train(args, [&](std::string_view& line) { return it.next(line); });
   if (model.empty()) fail("prep: SentencePiece training produced no model");
   return model;
 }
