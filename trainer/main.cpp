@@ -1,4 +1,4 @@
-// The `strata` command line: prep, train, generate, export, import, bench-model, ...
+// The `strata` command line: prep, train, generate, export, import, bench-model, bench-data.
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -56,22 +56,6 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--top-k", gen.top_k, "sample from the k most likely tokens (0 = all)")->capture_default_str();
   gen_cmd->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
 
-  std::string grow_from, grow_to, grow_out;
-  std::vector<std::string> grow_sets;
-  auto* grow_cmd = app.add_subcommand("grow", "grow a checkpoint into the model of a target recipe (its growth: section picks the operator)");
-  grow_cmd->add_option("--from", grow_from, "checkpoint directory or run directory (newest checkpoint) of the small model")->required();
-  grow_cmd->add_option("--to", grow_to, "target recipe (YAML)")->required();
-  grow_cmd->add_option("--out", grow_out, "run directory of the target run (default: the target's run.dir)");
-  grow_cmd->add_option("--set", grow_sets, "override a target recipe key: section.key=value (repeatable)");
-
-  trainer::DataBenchOptions dbench;
-  auto* dbench_cmd = app.add_subcommand("bench-data", "prep and loader throughput next to the trainer's consumption");
-  dbench_cmd->add_option("recipe", dbench.recipe, "recipe whose data, batch shape and model are measured")->required();
-  dbench_cmd->add_option("--set", dbench.overrides, "override a recipe key: section.key=value (repeatable)");
-  dbench_cmd->add_option("--input,-i", dbench.inputs, "text to time `prep` on (e.g. datasets/kjv.txt)");
-  dbench_cmd->add_option("--prep-threads", dbench.prep_threads, "prep tokenizer threads (0 = all cores)")->capture_default_str();
-  dbench_cmd->add_option("--train-steps", dbench.train_steps, "timed trainer steps")->capture_default_str();
-
   std::string export_run, export_format = "hf", export_out;
   auto* export_cmd = app.add_subcommand("export", "write a run's model in another framework's format");
   export_cmd->add_option("--run", export_run, "run directory (newest checkpoint) or checkpoint directory")->required();
@@ -95,8 +79,24 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first")->capture_default_str();
   bench_cmd->add_option("--threads", bench.threads, "intra-op threads (0 = all cores)")->capture_default_str();
 
+  trainer::DataBenchOptions dbench;
+  auto* dbench_cmd = app.add_subcommand("bench-data", "prep and loader throughput next to the trainer's consumption");
+  dbench_cmd->add_option("recipe", dbench.recipe, "recipe whose data, batch shape and model are measured")->required();
+  dbench_cmd->add_option("--set", dbench.overrides, "override a recipe key: section.key=value (repeatable)");
+  dbench_cmd->add_option("--input,-i", dbench.inputs, "text to time `prep` on (e.g. datasets/kjv.txt)");
+  dbench_cmd->add_option("--prep-threads", dbench.prep_threads, "prep tokenizer threads (0 = all cores)")->capture_default_str();
+  dbench_cmd->add_option("--train-steps", dbench.train_steps, "timed trainer steps")->capture_default_str();
+
   trainer::PipelineCliOptions pipe;
   auto* pipe_cmd = trainer::add_pipeline_command(app, pipe);
+
+  std::string grow_from, grow_to, grow_out;
+  std::vector<std::string> grow_sets;
+  auto* grow_cmd = app.add_subcommand("grow", "grow a checkpoint into the model of a target recipe (its growth: section picks the operator)");
+  grow_cmd->add_option("--from", grow_from, "checkpoint directory or run directory (newest checkpoint) of the small model")->required();
+  grow_cmd->add_option("--to", grow_to, "target recipe (YAML)")->required();
+  grow_cmd->add_option("--out", grow_out, "run directory of the target run (default: the target's run.dir)");
+  grow_cmd->add_option("--set", grow_sets, "override a target recipe key: section.key=value (repeatable)");
 
   CLI11_PARSE(app, argc, argv);
   auto world = parallel::world_from_env();
@@ -104,8 +104,6 @@ int main(int argc, char** argv) {
   try {
     if (*prep_cmd) {
       data::prep_dataset(prep);
-    } else if (*dbench_cmd) {
-      trainer::bench_data(dbench);
     } else if (*grow_cmd) {
       if (!grow_out.empty()) grow_sets.push_back("run.dir=" + grow_out);
       auto target = trainer::load_recipe(grow_to, grow_sets);
@@ -119,6 +117,8 @@ int main(int argc, char** argv) {
       spdlog::info("grow: {} ({}-layer d_model {}) -> {} ({}-layer d_model {}, {}); continue with `strata train {}{} --resume`",
                    from.string(), source.model.n_layer, source.model.d_model, dir.string(), target.model.n_layer,
                    target.model.d_model, target.growth.op, grow_to, grow_out.empty() ? "" : " --set run.dir=" + grow_out);
+    } else if (*dbench_cmd) {
+      trainer::bench_data(dbench);
     } else if (*train_cmd) {
       auto cfg = trainer::load_recipe(recipe, sets);
       if (print_config) {

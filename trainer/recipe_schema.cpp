@@ -213,6 +213,14 @@ std::vector<Field> build() {
   b.real("parallel.bucket_mb", M(parallel.bucket_mb), 0.001, 1 << 16);
   b.boolean("parallel.zero1", M(parallel.zero1));
   b.boolean("parallel.overlap", M(parallel.overlap));
+
+  b.text("reweighting.strategy", M(reweighting.strategy));  // none or a reweighting/ registry name
+  b.real("reweighting.r", M(reweighting.r), 1e-6, 1e12);
+  b.real("reweighting.r_start", M(reweighting.r_start), 0.0, 1e12);
+  b.integer("reweighting.r_warmup_steps", M(reweighting.r_warmup_steps), 0, kBig);
+  b.integer("reweighting.burn_in_steps", M(reweighting.burn_in_steps), 0, kBig);
+  b.real("reweighting.delta", M(reweighting.delta), 1e-6, 1e6);
+  b.boolean("reweighting.token_weighted", M(reweighting.token_weighted));
   return f;
 }
 #undef M

@@ -9,6 +9,7 @@
 #include "models/config.hpp"
 #include "optim/config.hpp"
 #include "parallel/config.hpp"
+#include "reweighting/config.hpp"
 
 namespace strata::trainer {
 
@@ -43,6 +44,7 @@ struct RunConfig {
   checkpoint::CheckpointConfig checkpoint;
   parallel::ParallelConfig parallel;
   growth::GrowthConfig growth;
+  reweighting::ReweightConfig reweighting;
 };
 
 }  // namespace strata::trainer

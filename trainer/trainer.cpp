@@ -14,15 +14,15 @@
 #include "checkpoint/checkpoint.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "models/blocks/linear.hpp"
 #include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
-#include "models/blocks/linear.hpp"
 #include "optim/grad_clip.hpp"
+#include "parallel/world.hpp"
 #include "optim/hessian.hpp"
 #include "optim/schedule.hpp"
 #include "optim/sophia.hpp"
 #include "optim/zero1.hpp"
-#include "parallel/world.hpp"
 #include "trainer/device_info.hpp"
 #include "trainer/hf_interchange.hpp"
 #include "trainer/recipe.hpp"
@@ -142,6 +142,17 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
                  opt_->hessian_estimator(), opt_->hessian_interval(), cfg_.optim.decay_rule);
   }
 
+  if (cfg_.reweighting.strategy != "none") {  // reweighting/reweighter.hpp; weights over the dp group
+    reweighter_ = std::make_unique<reweighting::Reweighter>(cfg_.reweighting, mesh_->dp());
+    spdlog::info("reweighting: {} (r = {}{}, delta = {}, {} form) after {} burn-in steps, over {} dp ranks x {} sequences "
+                 "per micro-step",
+                 cfg_.reweighting.strategy, cfg_.reweighting.r,
+                 cfg_.reweighting.r_start > 0 ? fmt::format(" from {} over {} steps", cfg_.reweighting.r_start,
+                                                            cfg_.reweighting.r_warmup_steps)
+                                              : std::string(),
+                 cfg_.reweighting.delta, cfg_.reweighting.token_weighted ? "token-weighted" : "sequence",
+                 cfg_.reweighting.burn_in_steps, mesh_->dp()->size(), cfg_.train.micro_batch);
+  }
   fs::create_directories(cfg_.run.dir);
   if (resume) {
     if (auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints")) {
@@ -157,6 +168,21 @@ at::Tensor Trainer::loss_of(const data::Batch& b) {
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
   auto logits = model_->forward(inputs);
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+}
+
+at::Tensor Trainer::train_loss_of(const data::Batch& b, int64_t step, at::Tensor& logged) {
+  if (!reweighter_) {
+    auto loss = loss_of(b);
+    logged = loss.detach();
+    return loss;
+  }
+  auto inputs = b.inputs.to(device_, true), targets = b.targets.to(device_, true);
+  AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
+  auto logits = model_->forward(inputs);
+  auto r = reweighter_->loss(logits, targets, step);  // per-sequence CE in fp32; one all-gather over dp
+  if (r.weighted) reweight_stats_.add(r.stats);
+  logged = r.mean_loss;
+  return r.loss;
 }
 
 std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t step) {
@@ -319,13 +345,14 @@ TrainResult Trainer::run(int64_t stop_after) {
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     for (int64_t a = 0; a < t.grad_accum; ++a) {
       auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, dp_rank, dp_size);
-      auto loss = loss_of(data_->train_batch(idx));
+      at::Tensor logged;
+      auto loss = train_loss_of(data_->train_batch(idx), step, logged);
       const bool final_micro = a == t.grad_accum - 1;
       if (dp_) dp_->set_sync(final_micro);  // no communication on non-final micro-batches
       const auto bwd_start = Clock::now();
       (loss / static_cast<double>(t.grad_accum)).backward();
       if (dp_ && final_micro) dp_backward_s_ += std::chrono::duration<double>(Clock::now() - bwd_start).count();
-      loss_sum += loss.detach();
+      loss_sum += logged;
     }
     if (dp_) {
       dp_->finish();
@@ -344,6 +371,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     const int64_t done = step + 1;
     std::vector<std::pair<std::string, double>> row = {{"step", double(done)}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}};
     row.insert(row.end(), curvature.begin(), curvature.end());
+    for (auto& kv : reweight_stats_.take()) row.push_back(kv);  // reweight/{entropy,max_weight,l_min,l_max}
     const bool log_now = done % t.log_every == 0 || done == t.steps;
     if (log_now) {
       double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();

@@ -15,6 +15,7 @@
 #include "parallel/data_parallel.hpp"
 #include "parallel/mesh.hpp"
 #include "parallel/runtime.hpp"
+#include "reweighting/reweighter.hpp"
 #include "trainer/metrics.hpp"
 #include "trainer/run_config.hpp"
 
@@ -49,6 +50,9 @@ class Trainer {
   models::ModelConfig growth_source_;
   std::map<std::string, std::string> growth_meta_;
   at::Tensor loss_of(const data::Batch& b);
+  // The training loss of one micro-batch at `step`: loss_of, or with reweighting the weighted loss;
+  // `logged` receives the plain mean cross-entropy (detached) for the step's logged loss.
+  at::Tensor train_loss_of(const data::Batch& b, int64_t step, at::Tensor& logged);
   // Sophia's curvature refresh after `step` (optim/hessian.hpp); returns metrics to log.
   std::vector<std::pair<std::string, double>> refresh_hessian(int64_t step);
 
@@ -73,6 +77,8 @@ class Trainer {
   std::vector<at::Tensor> clip_params_;              // what grad-norm clipping sees (ZeRO-1: this rank's shard)
   parallel::ProcessGroup* clip_group_ = nullptr;     // and over which ranks the norm is summed
   bool is_main() const { return runtime_->world().is_main(); }
+  std::unique_ptr<reweighting::Reweighter> reweighter_;  // reweighting.strategy != none
+  reweighting::StatsMeter reweight_stats_;                 // weight stats of the micro-steps since the last row
   double dp_backward_s_ = 0;                          // backward compute of the final micro-batches
 };
 
