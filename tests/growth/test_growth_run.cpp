@@ -11,6 +11,7 @@
 #include "growth/apply.hpp"
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tiny_dataset.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
 
@@ -18,15 +19,6 @@ using namespace strata;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string prepare(const testing::TempDir& dir) {
-  testing::write_text((dir / "corpus.txt").string(), testing::synthetic_corpus(300));
-  data::PrepOptions opt;
-  opt.inputs = {(dir / "corpus.txt").string()};
-  opt.out = (dir / "ds").string();
-  data::prep_dataset(opt);
-  return opt.out;
-}
 
 trainer::RunConfig recipe(const std::string& model, const std::string& extra, std::vector<std::string> sets) {
   return trainer::load_recipe_text("model: " + model + R"(
@@ -48,7 +40,7 @@ double mean(const std::vector<double>& v, size_t b, size_t e) {
 TEST_CASE("an in-run g_stack growth event grows the model and training continues", "[growth][e2e]") {
   at::set_num_threads(2);
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   // 4 x 32 tokens per step: growth at 1280 tokens = step 10 of 24.
   auto cfg = recipe("{n_layer: 4, d_model: 32, n_head: 2, vocab_size: 262, max_seq_len: 32}",
                     "growth: {operator: g_stack, factor: 2, at_tokens: '1280', rewarm_steps: 2}\n",
@@ -75,7 +67,7 @@ TEST_CASE("an in-run g_stack growth event grows the model and training continues
 TEST_CASE("offline bert2bert growth writes a step-0 checkpoint the target run resumes and trains", "[growth][e2e]") {
   at::set_num_threads(2);
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   const std::string small_model = "{arch: llama, n_layer: 2, d_model: 32, n_head: 2, d_ff: 64, vocab_size: 262, max_seq_len: 32, "
                                   "bias: false, tie_embeddings: false}";
   auto small = recipe(small_model, "", {"data.path=" + ds, "run.dir=" + (dir / "small").string(), "train.steps=20"});

@@ -13,6 +13,7 @@
 #include "reweighting/reweighter.hpp"
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tiny_dataset.hpp"
 #include "trainer/pipeline_stage.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
@@ -22,15 +23,6 @@ using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string prepare(const testing::TempDir& dir) {
-  testing::write_text((dir / "corpus.txt").string(), testing::synthetic_corpus(200));
-  data::PrepOptions opt;
-  opt.inputs = {(dir / "corpus.txt").string()};
-  opt.out = (dir / "ds").string();
-  data::prep_dataset(opt);
-  return opt.out;
-}
 
 trainer::RunConfig tiny(const std::string& data, const std::string& run_dir, int64_t steps,
                         std::vector<std::string> extra = {}) {
@@ -69,7 +61,7 @@ TEST_CASE("recipe keys reach the config; an unknown strategy is refused naming t
   REQUIRE(tiny("unused", "r", 1).reweighting.strategy == "none");
   REQUIRE(trainer::dump_recipe(cfg).find("linupper") != std::string::npos);
 
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir, 200);
   REQUIRE_THROWS_WITH(trainer::Trainer(tiny(ds, (dir / "bad").string(), 1, {"reweighting.strategy=linuper"}), false),
                       Contains("reweighting.strategy") && Contains("linuper") && Contains("linupper"));
 }
@@ -77,7 +69,7 @@ TEST_CASE("recipe keys reach the config; an unknown strategy is refused naming t
 TEST_CASE("uniform reweighting trains like the plain mean loss; linupper differs and logs its weights",
           "[reweighting][trainer]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir, 200);
   auto plain = trainer::Trainer(tiny(ds, (dir / "plain").string(), 4), false).run();
   auto uni = trainer::Trainer(
                  tiny(ds, (dir / "uni").string(), 4, {"reweighting.strategy=uniform", "reweighting.burn_in_steps=0"}), false)
@@ -103,7 +95,7 @@ TEST_CASE("uniform reweighting trains like the plain mean loss; linupper differs
 
 TEST_CASE("reweighted runs resume exactly (the weights depend on the step only)", "[reweighting][trainer][resume]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir, 200);
   const std::vector<std::string> rw = {"reweighting.strategy=linupper", "reweighting.burn_in_steps=1",
                                        "reweighting.r=0.4", "reweighting.r_start=5", "reweighting.r_warmup_steps=3"};
   trainer::Trainer straight(tiny(ds, (dir / "a").string(), 6, rw), false);

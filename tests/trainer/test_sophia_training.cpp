@@ -13,6 +13,7 @@
 #include "data/prep.hpp"
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tiny_dataset.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
 
@@ -20,15 +21,6 @@ using namespace strata;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string prepare(const testing::TempDir& dir) {
-  testing::write_text((dir / "corpus.txt").string(), testing::synthetic_corpus(300));
-  data::PrepOptions opt;
-  opt.inputs = {(dir / "corpus.txt").string()};
-  opt.out = (dir / "ds").string();
-  data::prep_dataset(opt);
-  return opt.out;
-}
 
 trainer::RunConfig sophia(const std::string& data, const std::string& run_dir, int64_t steps,
                           std::vector<std::string> extra = {}) {
@@ -63,7 +55,7 @@ std::vector<std::map<std::string, double>> read_metrics(const fs::path& path) {
 
 TEST_CASE("Sophia-G trains, refreshes every k steps and logs win_rate and hessian_norm", "[trainer][sophia]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   trainer::Trainer t(sophia(ds, (dir / "run").string(), 20), false);
   auto r = t.run();
   REQUIRE(r.losses.back() < r.losses.front() - 1.0);
@@ -86,7 +78,7 @@ TEST_CASE("Sophia-G trains, refreshes every k steps and logs win_rate and hessia
 
 TEST_CASE("Sophia resume: 20 straight steps equal 10 + resume + 10, bitwise", "[trainer][sophia][resume]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   trainer::Trainer straight(sophia(ds, (dir / "a").string(), 20), false);
   auto ra = straight.run();
   trainer::Trainer first(sophia(ds, (dir / "b").string(), 20), false);
@@ -110,7 +102,7 @@ TEST_CASE("Sophia resume: 20 straight steps equal 10 + resume + 10, bitwise", "[
 
 TEST_CASE("Sophia-H refreshes through the model by double backward", "[trainer][sophia][hutchinson]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   trainer::Trainer t(sophia(ds, (dir / "h").string(), 6,
                             {"optim.hessian_estimator=hutchinson", "optim.rho=0.01", "optim.hessian_interval=2"}),
                      false);
@@ -124,7 +116,7 @@ TEST_CASE("Sophia-H refreshes through the model by double backward", "[trainer][
 
 TEST_CASE("re-warming on resume with a new peak restarts the warmup at the resumed step", "[trainer][schedule]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   const auto run = (dir / "c").string();
   trainer::Trainer first(sophia(ds, run, 10, {"optim.name=adamw"}), false);
   first.run();

@@ -11,6 +11,7 @@
 #include "data/prep.hpp"
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tiny_dataset.hpp"
 #include "trainer/generate.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
@@ -20,15 +21,6 @@ using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string prepare(const testing::TempDir& dir) {
-  testing::write_text((dir / "corpus.txt").string(), testing::synthetic_corpus(300));
-  data::PrepOptions opt;
-  opt.inputs = {(dir / "corpus.txt").string()};
-  opt.out = (dir / "ds").string();
-  data::prep_dataset(opt);
-  return opt.out;
-}
 
 trainer::RunConfig tiny(const std::string& data, const std::string& run_dir, int64_t steps) {
   return trainer::load_recipe_text(R"(
@@ -45,7 +37,7 @@ schedule: {warmup_steps: 5}
 
 TEST_CASE("a 30-step run of a tiny recipe lowers the loss", "[trainer][e2e]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   trainer::Trainer t(tiny(ds, (dir / "run").string(), 30), false);
   auto r = t.run();
   REQUIRE(r.losses.size() == 30);
@@ -65,7 +57,7 @@ TEST_CASE("a 30-step run of a tiny recipe lowers the loss", "[trainer][e2e]") {
 
 TEST_CASE("resume: 20 straight steps equal 10 + resume + 10, bitwise", "[trainer][e2e][resume]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   trainer::Trainer straight(tiny(ds, (dir / "a").string(), 20), false);
   auto ra = straight.run();
 
@@ -85,7 +77,7 @@ TEST_CASE("resume: 20 straight steps equal 10 + resume + 10, bitwise", "[trainer
 
 TEST_CASE("a checkpoint with one flipped byte is refused on resume", "[trainer][e2e][resume]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   trainer::Trainer t(tiny(ds, (dir / "r").string(), 2), false);
   t.run();
   fs::path bin = dir / "r" / "checkpoints" / "step_2" / "tensors.bin";
@@ -105,7 +97,7 @@ TEST_CASE("a checkpoint with one flipped byte is refused on resume", "[trainer][
 
 TEST_CASE("a dataset whose vocabulary exceeds the model's is refused", "[trainer][data]") {
   testing::TempDir dir;
-  auto ds = prepare(dir);
+  auto ds = testing::prepare_tiny_dataset(dir);
   auto cfg = tiny(ds, (dir / "v").string(), 1);
   cfg.model.vocab_size = 100;
   REQUIRE_THROWS_WITH(trainer::Trainer(cfg, false), Contains("vocabulary of 262") && Contains("model.vocab_size is 100"));
