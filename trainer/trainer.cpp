@@ -254,9 +254,8 @@ double Trainer::evaluate() {
   return total / (cfg_.train.eval_batches * static_cast<double>(data_->n_sources()));
 }
 
-void Trainer::save(int64_t step) {
+checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
   auto opt_state = opt_->state();  // collective under ZeRO-1: every rank takes part
-  if (!is_main()) return;
   checkpoint::CheckpointState st;
   st.step = step;
   st.config_yaml = dump_recipe(cfg_);
@@ -268,6 +267,12 @@ void Trainer::save(int64_t step) {
   if (cfg_.growth.enabled()) st.meta["growth.stage"] = growth_pending_ ? "source" : "target";
   st.meta["samples_consumed"] =
       std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum * mesh_->dp()->size());
+  return st;
+}
+
+void Trainer::save(int64_t step) {
+  auto st = capture_state(step);  // collective under ZeRO-1
+  if (!is_main()) return;
   fs::path root = fs::path(cfg_.run.dir) / "checkpoints";
   auto dir = checkpoint::save_checkpoint(root, st);
   checkpoint::apply_retention(root, cfg_.checkpoint.keep, cfg_.checkpoint.keep_every);
@@ -275,7 +280,11 @@ void Trainer::save(int64_t step) {
 }
 
 void Trainer::restore(const std::string& dir) {
-  auto st = checkpoint::load_checkpoint(dir);
+  restore_state(checkpoint::load_checkpoint(dir), dir);
+  spdlog::info("resumed from {} at step {}", dir, start_step_);
+}
+
+void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::string& dir) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : params_) {
     auto it = st.tensors.find("model." + name);
@@ -299,7 +308,7 @@ void Trainer::restore(const std::string& dir) {
     hessian_gen_.set_state(it->second);
   }
   // Re-warming for continual pretraining: a new peak lr at resume restarts the warmup here.
-  const auto saved = load_recipe_text(st.config_yaml, dir + "/manifest.pb (recipe)");
+  const auto saved = load_recipe_text(st.config_yaml, dir + " (recipe)");
   if (cfg_.schedule.rewarm_steps > 0 && cfg_.schedule.rewarm_from < 0 && saved.optim.lr != cfg_.optim.lr) {
     cfg_.schedule.rewarm_from = st.step;
     spdlog::info("schedule: re-warming from step {} to the new peak lr {:.3g} (was {:.3g}) over {} steps", st.step,
@@ -308,7 +317,6 @@ void Trainer::restore(const std::string& dir) {
     cfg_.schedule.rewarm_from = saved.schedule.rewarm_from;  // a re-warmed run keeps its schedule on later resumes
   }
   start_step_ = st.step;
-  spdlog::info("resumed from {} at step {}", dir, start_step_);
 }
 
 TrainResult Trainer::run(int64_t stop_after) {

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Generator.h>
 
+#include "checkpoint/checkpoint.hpp"
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "data/training_data.hpp"
@@ -37,6 +38,14 @@ class Trainer {
 
   models::LanguageModel& model() { return *model_; }
   double evaluate();
+
+  // The complete training state after `step` optimizer steps (params, optimizer, RNG, data
+  // position, schedules, growth state): what disk checkpoints and in-memory snapshots hold, so both
+  // restore the same run. Collective under ZeRO-1 (every rank calls it). The tensors alias the live
+  // ones: copy them before the next optimizer step changes them.
+  checkpoint::CheckpointState capture_state(int64_t step);
+  // Loads a captured state (a disk checkpoint or a snapshot); `where` names it in errors.
+  void restore_state(const checkpoint::CheckpointState& st, const std::string& where);
 
  private:
   void save(int64_t step);
