@@ -100,4 +100,12 @@ void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
     for (auto& s : group_steps) s.fill_(static_cast<double>(t_));
 }
 
+void AdamW::visit_param_state(const StateVisitor& fn) {
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      fn(groups_[gi].names[i], m_[gi][i]);
+      fn(groups_[gi].names[i], v_[gi][i]);
+    }
+}
+
 }  // namespace strata::optim

@@ -13,6 +13,7 @@ class AdamW final : public Optimizer {
   void step(double lr) override;
   std::map<std::string, at::Tensor> state() const override;
   void load_state(const std::map<std::string, at::Tensor>& state) override;
+  void visit_param_state(const StateVisitor& fn) override;
 
  private:
   void step_fused(double lr);

@@ -16,6 +16,11 @@ void Optimizer::update_hessian() {
   fail("this optimizer keeps no curvature estimate; update_hessian() is for optim.name = sophia");
 }
 
+void Optimizer::visit_param_state(const StateVisitor&) {
+  fail("this optimizer does not expose its per-parameter state (visit_param_state); sparse training needs it "
+       "(supported: adamw, sophia; not parallel.zero1)");
+}
+
 DecayRule parse_decay_rule(const std::string& name) {
   if (name == "matrices") return DecayRule::Matrices;
   if (name == "linear_only") return DecayRule::LinearOnly;

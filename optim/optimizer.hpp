@@ -59,6 +59,11 @@ class Optimizer {
   // Named values to log after a step (e.g. win_rate, hessian_norm); `reduce` makes them global
   // under sharding.
   virtual std::vector<std::pair<std::string, double>> metrics(const SumReduce& /*reduce*/ = {}) const { return {}; }
+  // Visits every per-parameter state tensor (moments, curvature) with its parameter's name, so
+  // callers can edit state in place (sparse training zeroes it at pruned entries). Optimizers
+  // that do not implement it fail, naming themselves.
+  using StateVisitor = std::function<void(const std::string& param_name, at::Tensor& state)>;
+  virtual void visit_param_state(const StateVisitor& fn);
 
  protected:
   std::vector<ParamGroup> groups_;

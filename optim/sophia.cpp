@@ -123,4 +123,12 @@ void Sophia::load_state(const std::map<std::string, at::Tensor>& state) {
   refreshes_ = get("sophia.refreshes").item<int64_t>();
 }
 
+void Sophia::visit_param_state(const StateVisitor& fn) {
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t i = 0; i < groups_[gi].params.size(); ++i) {
+      fn(groups_[gi].names[i], m_[gi][i]);
+      fn(groups_[gi].names[i], hc_[gi][i]);
+    }
+}
+
 }  // namespace strata::optim

@@ -27,6 +27,7 @@ class Sophia final : public Optimizer {
   std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {}) const override;
   std::map<std::string, at::Tensor> state() const override;
   void load_state(const std::map<std::string, at::Tensor>& state) override;
+  void visit_param_state(const StateVisitor& fn) override;
 
   int64_t steps() const { return steps_; }
   int64_t refreshes() const { return refreshes_; }

@@ -1,0 +1,168 @@
+#include "sparsity/sparsifier.hpp"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "sparsity/masks.hpp"
+
+namespace strata::sparsity {
+
+Sparsifier::Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64_t total_steps, Accounting acc,
+                       std::shared_ptr<parallel::ProcessGroup> shard_group)
+    : cfg_(std::move(cfg)), prunable_(std::move(prunable)), total_steps_(total_steps), acc_(acc),
+      shard_group_(std::move(shard_group)) {
+  if (cfg_.method != "static" && cfg_.method != "gradual")
+    fail("sparsity.method = '{}' is not one of: none, static, gradual", cfg_.method);
+  if (prunable_.empty()) fail("sparsity.method = {}: the model has no prunable Linear layers inside its blocks", cfg_.method);
+  if (!shard_group_) shard_group_ = parallel::make_single_rank_group("sparsity");
+  for (const auto& p : prunable_) {
+    full_numel_.push_back(full_numel(p.weight, p.shard));
+    prunable_entries_ += full_numel_.back();
+  }
+  zeros_.assign(prunable_.size(), 0);
+  keep_.resize(prunable_.size());
+  if (cfg_.method == "gradual") {
+    const double share =
+        acc_.flops_per_token > 0 ? std::min(1.0, 6.0 * static_cast<double>(prunable_entries_) / acc_.flops_per_token) : 1.0;
+    plan_ = plan_gradual(total_steps_, cfg_.sparsity, cfg_.start_fraction, cfg_.end_fraction, cfg_.prune_every, share);
+  } else {  // static (SPDF): masks from (seed, name), applied from the start
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < prunable_.size(); ++i) {
+      keep_[i] = random_mask(prunable_[i], cfg_.sparsity, cfg_.seed);
+      zeros_[i] = zeros_for(cfg_.sparsity, full_numel_[i]);
+      apply_mask(prunable_[i].weight, keep_[i]);
+    }
+    masking_ = true;
+    current_sparsity_ = cfg_.sparsity;
+  }
+}
+
+int64_t Sparsifier::zeros() const {
+  int64_t z = 0;
+  for (auto x : zeros_) z += x;
+  return z;
+}
+
+std::string Sparsifier::prunable_list() const {
+  std::string out;
+  for (const auto& p : prunable_) out += (out.empty() ? "" : ",") + p.name;
+  return out;
+}
+
+void Sparsifier::mask_state(optim::Optimizer& opt) {
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < prunable_.size(); ++i) index[prunable_[i].name] = i;
+  torch::NoGradGuard no_grad;
+  opt.visit_param_state([&](const std::string& name, at::Tensor& t) {
+    auto it = index.find(name);
+    if (it == index.end() || !keep_[it->second].defined()) return;
+    if (!t.sizes().equals(keep_[it->second].sizes()))
+      fail("sparsity: optimizer state of '{}' has shape {} but its mask has {}", name, t.sizes(), keep_[it->second].sizes());
+    apply_mask(t, keep_[it->second]);
+  });
+}
+
+void Sparsifier::prune_to(double sparsity, optim::Optimizer& opt) {
+  for (size_t i = 0; i < prunable_.size(); ++i) {
+    const int64_t z = zeros_for(sparsity, full_numel_[i]);
+    if (z <= zeros_[i]) continue;
+    keep_[i] = magnitude_mask(prunable_[i], keep_[i], z, *shard_group_);
+    zeros_[i] = z;
+    apply_mask(prunable_[i].weight, keep_[i]);
+    if (prunable_[i].weight.grad().defined()) apply_mask(prunable_[i].weight.mutable_grad(), keep_[i]);
+  }
+  masking_ = true;
+  current_sparsity_ = sparsity;
+  mask_state(opt);
+}
+
+bool Sparsifier::on_step_begin(int64_t step, optim::Optimizer& opt) {
+  bool rebuild = false;
+  if (cfg_.dense_from_step >= 0 && step >= cfg_.dense_from_step && !dense_phase_) {
+    dense_phase_ = true, masking_ = false, rebuild = true;
+    std::fill(zeros_.begin(), zeros_.end(), 0);
+    for (auto& k : keep_) k = at::Tensor();
+    current_sparsity_ = 0;
+    spdlog::info("sparsity: step {}: masks dropped, dense fine-tuning with a fresh optimizer", step);
+  } else if (cfg_.method == "gradual" && !dense_phase_ && step < static_cast<int64_t>(plan_.sparsity.size()) &&
+             plan_.sparsity[step] > current_sparsity_) {
+    prune_to(plan_.sparsity[step], opt);
+  }
+  const double z = static_cast<double>(zeros());
+  steps_ += 1;
+  nonzero_sum_ += static_cast<double>(acc_.total_params) - z;
+  eff_flops_ += acc_.tokens_per_step * (acc_.flops_per_token - 6.0 * z);
+  return rebuild;
+}
+
+void Sparsifier::after_backward() {
+  if (!masking_) return;
+  for (size_t i = 0; i < prunable_.size(); ++i)
+    if (prunable_[i].weight.grad().defined()) apply_mask(prunable_[i].weight.mutable_grad(), keep_[i]);
+}
+
+void Sparsifier::after_step(optim::Optimizer& opt) {
+  if (!masking_) return;
+  for (size_t i = 0; i < prunable_.size(); ++i) apply_mask(prunable_[i].weight, keep_[i]);
+  mask_state(opt);
+}
+
+std::vector<std::pair<std::string, double>> Sparsifier::metrics() const {
+  const double z = static_cast<double>(zeros());
+  return {{"sparsity", z / static_cast<double>(prunable_entries_)},
+          {"nonzero_params", static_cast<double>(acc_.total_params) - z},
+          {"n_avg", steps_ > 0 ? nonzero_sum_ / steps_ : static_cast<double>(acc_.total_params) - z},
+          {"eff_flops_per_token", acc_.flops_per_token - 6.0 * z},
+          {"eff_flops", eff_flops_}};
+}
+
+std::map<std::string, at::Tensor> Sparsifier::state() const {
+  std::map<std::string, at::Tensor> out;
+  for (size_t i = 0; i < prunable_.size(); ++i)
+    if (masking_ && keep_[i].defined()) out["sparsity.mask." + prunable_[i].name] = keep_[i];
+  out["sparsity.zeros"] = at::tensor(zeros_, at::kLong);
+  out["sparsity.counters"] = at::tensor(std::vector<double>{steps_, nonzero_sum_, eff_flops_, current_sparsity_,
+                                                            dense_phase_ ? 1.0 : 0.0, masking_ ? 1.0 : 0.0},
+                                        at::kDouble);
+  return out;
+}
+
+void Sparsifier::load_state(const std::map<std::string, at::Tensor>& t, const std::string& where) {
+  auto get = [&](const std::string& key) -> const at::Tensor& {
+    auto it = t.find(key);
+    if (it == t.end()) fail("checkpoint '{}' has no '{}', which sparsity.method = {} needs", where, key, cfg_.method);
+    return it->second;
+  };
+  auto c = get("sparsity.counters").to(at::kDouble).contiguous();
+  auto z = get("sparsity.zeros").to(at::kLong).contiguous();
+  if (c.numel() != 6 || z.numel() != static_cast<int64_t>(prunable_.size()))
+    fail("checkpoint '{}': sparsity state holds {} counters and {} matrices; this run has 6 and {} (different model?)", where,
+         c.numel(), z.numel(), prunable_.size());
+  auto cv = c.data_ptr<double>();
+  steps_ = cv[0], nonzero_sum_ = cv[1], eff_flops_ = cv[2], current_sparsity_ = cv[3];
+  dense_phase_ = cv[4] != 0, masking_ = cv[5] != 0;
+  for (size_t i = 0; i < prunable_.size(); ++i) {
+    zeros_[i] = z[i].item<int64_t>();
+    keep_[i] = at::Tensor();
+    if (!masking_) continue;
+    const auto& m = get("sparsity.mask." + prunable_[i].name);
+    if (!m.sizes().equals(prunable_[i].weight.sizes()))
+      fail("checkpoint '{}': mask of '{}' has shape {} but the weight is {}", where, prunable_[i].name, m.sizes(),
+           prunable_[i].weight.sizes());
+    keep_[i] = m.to(at::kBool).to(prunable_[i].weight.device()).contiguous();
+  }
+}
+
+std::unique_ptr<Sparsifier> make_sparsifier(const SparsityConfig& cfg, torch::nn::Module& model, int64_t run_seed,
+                                            int64_t total_steps, Accounting acc,
+                                            std::shared_ptr<parallel::ProcessGroup> shard_group) {
+  SparsityConfig c = cfg;
+  if (c.seed < 0) c.seed = run_seed;
+  return std::make_unique<Sparsifier>(c, prunable_set(model), total_steps, acc, std::move(shard_group));
+}
+
+}  // namespace strata::sparsity

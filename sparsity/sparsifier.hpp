@@ -1,0 +1,85 @@
+// The trainer's sparsity hook (spec §3): owns the masks of the prunable set and the schedule state.
+// The trainer calls, per step:
+//   on_step_begin(step, opt)  pruning events (masks, weights, optimizer moments) or the start of the
+//                             dense phase (returns true: rebuild the optimizer fresh); accounting
+//   after_backward()          gradients *= mask (before clipping and the optimizer step)
+//   after_step(opt)           weights *= mask and every per-parameter optimizer state *= mask
+// Masks are identical on every data-parallel rank: static masks come from (seed, parameter name);
+// magnitude masks from weights that are replicated bitwise, with thresholds computed over
+// `shard_group` (the ranks that hold shards of the same matrices; tp) by select_smallest.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "optim/optimizer.hpp"
+#include "parallel/process_group.hpp"
+#include "sparsity/config.hpp"
+#include "sparsity/prunable.hpp"
+#include "sparsity/schedule.hpp"
+
+namespace strata::sparsity {
+
+// Model-wide numbers for the logs: every parameter (the prunable ones at full size), the dense
+// training FLOPs per token, and global tokens per step.
+struct Accounting {
+  int64_t total_params = 0;
+  double flops_per_token = 0;
+  double tokens_per_step = 0;
+};
+
+class Sparsifier {
+ public:
+  Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64_t total_steps, Accounting acc,
+             std::shared_ptr<parallel::ProcessGroup> shard_group);
+
+  bool on_step_begin(int64_t step, optim::Optimizer& opt);
+  void after_backward();
+  void after_step(optim::Optimizer& opt);
+
+  // Log values for the current step: sparsity (zeros / prunable entries), nonzero_params,
+  // n_avg (mean nonzero_params over the steps so far), eff_flops_per_token (dense FLOPs minus
+  // 6 per pruned weight), eff_flops (cumulative effective training FLOPs).
+  std::vector<std::pair<std::string, double>> metrics() const;
+  // Checkpoint entries ("sparsity.*"): masks while masking, per-matrix zero counts, accumulators.
+  std::map<std::string, at::Tensor> state() const;
+  void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& where);
+
+  const std::vector<Prunable>& prunable() const { return prunable_; }
+  std::string prunable_list() const;  // comma-separated names, for run metadata
+  bool masking() const { return masking_; }
+  const std::vector<at::Tensor>& masks() const { return keep_; }
+  int64_t zeros() const;              // pruned entries over all (full) prunable matrices
+  int64_t prunable_entries() const { return prunable_entries_; }
+  const GradualPlan& plan() const { return plan_; }
+
+ private:
+  void prune_to(double sparsity, optim::Optimizer& opt);
+  void mask_state(optim::Optimizer& opt);
+
+  SparsityConfig cfg_;
+  std::vector<Prunable> prunable_;
+  std::vector<int64_t> full_numel_, zeros_;
+  std::vector<at::Tensor> keep_;  // bool, like each weight; empty until the first pruning
+  int64_t prunable_entries_ = 0;
+  int64_t total_steps_;
+  Accounting acc_;
+  std::shared_ptr<parallel::ProcessGroup> shard_group_;
+  GradualPlan plan_;
+  bool masking_ = false, dense_phase_ = false;
+  double current_sparsity_ = 0;
+  // Accumulated over the steps begun so far (checkpointed): steps, sum of nonzero params, FLOPs.
+  double steps_ = 0, nonzero_sum_ = 0, eff_flops_ = 0;
+};
+
+// The prunable set of `model`, validated against the config; the static masks are drawn here.
+std::unique_ptr<Sparsifier> make_sparsifier(const SparsityConfig& cfg, torch::nn::Module& model, int64_t run_seed,
+                                            int64_t total_steps, Accounting acc,
+                                            std::shared_ptr<parallel::ProcessGroup> shard_group);
+
+}  // namespace strata::sparsity
