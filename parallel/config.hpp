@@ -15,6 +15,11 @@ struct ParallelConfig {
   double bucket_mb = 25.0;       // data-parallel gradient bucket size
   bool zero1 = false;            // shard optimizer state over dp (ZeRO stage 1)
   bool overlap = true;           // all-reduce buckets during backward (false: all after it; for benchmarks)
+  // Pipeline parallelism (pp > 1; trainer/pipeline_train.hpp): one training step's micro-batches are
+  // train.grad_accum; chunks per rank for the interleaved schedule; how layers are cut into chunks.
+  std::string schedule = "1f1b";     // gpipe | 1f1b | interleaved
+  int64_t virtual_stages = 1;        // chunks per pipeline rank (interleaved: >= 2)
+  std::string partition = "params";  // params | flops | explicit layer counts per chunk, e.g. "3,3,2,2"
 };
 
 }  // namespace strata::parallel

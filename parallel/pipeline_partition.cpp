@@ -27,7 +27,7 @@ std::vector<LayerRange> balanced_partition(const PartitionCosts& costs, int64_t 
   const int64_t L = static_cast<int64_t>(costs.layers.size());
   if (chunks < 1) fail("pipeline partition: {} chunks requested", chunks);
   if (L < chunks)
-    fail("pipeline partition: {} layers cannot fill {} pipeline chunks (parallel.pp x parallel.pp_virtual); "
+    fail("pipeline partition: {} layers cannot fill {} pipeline chunks (parallel.pp x parallel.virtual_stages); "
          "every chunk needs at least one layer",
          L, chunks);
   // prefix[i] = cost of layers [0, i).
@@ -66,15 +66,15 @@ std::vector<LayerRange> balanced_partition(const PartitionCosts& costs, int64_t 
 
 std::vector<LayerRange> explicit_partition(const std::vector<int64_t>& counts, int64_t n_layers, int64_t chunks) {
   if (static_cast<int64_t>(counts.size()) != chunks)
-    fail("parallel.pp_layers lists {} chunks but parallel.pp x parallel.pp_virtual = {}", counts.size(), chunks);
+    fail("parallel.partition lists {} chunks but parallel.pp x parallel.virtual_stages = {}", counts.size(), chunks);
   std::vector<LayerRange> parts;
   int64_t at = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
-    if (counts[i] < 1) fail("parallel.pp_layers: chunk {} has {} layers; every chunk needs at least one", i, counts[i]);
+    if (counts[i] < 1) fail("parallel.partition: chunk {} has {} layers; every chunk needs at least one", i, counts[i]);
     parts.push_back({at, at + counts[i]});
     at += counts[i];
   }
-  if (at != n_layers) fail("parallel.pp_layers sums to {} layers but the model has {} (model.n_layer)", at, n_layers);
+  if (at != n_layers) fail("parallel.partition sums to {} layers but the model has {} (model.n_layer)", at, n_layers);
   return parts;
 }
 
@@ -84,7 +84,7 @@ std::vector<int64_t> parse_layer_counts(const std::string& text) {
   std::string item;
   while (std::getline(ss, item, ',')) {
     item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
-    if (item.empty()) fail("parallel.pp_layers = '{}': empty entry (expected counts like 3,3,2,2)", text);
+    if (item.empty()) fail("parallel.partition = '{}': empty entry (expected counts like 3,3,2,2)", text);
     size_t used = 0;
     int64_t n = 0;
     try {
@@ -92,7 +92,7 @@ std::vector<int64_t> parse_layer_counts(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size()) fail("parallel.pp_layers = '{}': '{}' is not an integer", text, item);
+    if (used != item.size()) fail("parallel.partition = '{}': '{}' is not an integer", text, item);
     out.push_back(n);
   }
   return out;

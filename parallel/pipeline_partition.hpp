@@ -27,7 +27,7 @@ struct PartitionCosts {
 // achieves the optimum). Every chunk gets at least one layer; fails if L < chunks.
 std::vector<LayerRange> balanced_partition(const PartitionCosts& costs, int64_t chunks);
 
-// From explicit layer counts per chunk (the recipe key parallel.pp_layers, e.g. "3,3,2,2"); they must
+// From explicit layer counts per chunk (the recipe key parallel.partition, e.g. "3,3,2,2"); they must
 // be positive and sum to L.
 std::vector<LayerRange> explicit_partition(const std::vector<int64_t>& counts, int64_t n_layers, int64_t chunks);
 

@@ -15,7 +15,7 @@ PipeScheduleKind parse_pipe_schedule(const std::string& name) {
   if (name == "gpipe") return PipeScheduleKind::GPipe;
   if (name == "1f1b") return PipeScheduleKind::OneFOneB;
   if (name == "interleaved" || name == "interleaved_1f1b") return PipeScheduleKind::Interleaved;
-  fail("parallel.pp_schedule: unknown schedule '{}' (expected gpipe, 1f1b or interleaved)", name);
+  fail("parallel.schedule: unknown schedule '{}' (expected gpipe, 1f1b or interleaved)", name);
 }
 
 std::string to_string(PipeScheduleKind k) {
@@ -93,12 +93,12 @@ PipeSchedule make_schedule(PipeScheduleKind kind, int64_t p, int64_t m, int64_t 
   if (p < 1) fail("pipeline schedule: p = {} stages, need at least 1", p);
   if (m < 1) fail("pipeline schedule: m = {} micro-batches, need at least 1", m);
   if (kind == PipeScheduleKind::Interleaved) {
-    if (v < 2) fail("interleaved 1F1B needs parallel.pp_virtual >= 2 chunks per rank, got {}", v);
+    if (v < 2) fail("interleaved 1F1B needs parallel.virtual_stages >= 2 chunks per rank, got {}", v);
     if (p < 2) fail("interleaved 1F1B needs parallel.pp >= 2, got {}", p);
     if (m % p != 0)
       fail("interleaved 1F1B needs the micro-batch count (train.grad_accum = {}) to be a multiple of parallel.pp = {}", m, p);
   } else if (v != 1) {
-    fail("{} runs one chunk per rank, but parallel.pp_virtual = {} (use pp_schedule: interleaved)", to_string(kind), v);
+    fail("{} runs one chunk per rank, but parallel.virtual_stages = {} (use parallel.schedule = interleaved)", to_string(kind), v);
   }
   PipeSchedule s{kind, p, m, v, {}};
   const int64_t C = p * v;

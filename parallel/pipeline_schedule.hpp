@@ -17,7 +17,7 @@ namespace strata::parallel {
 
 enum class PipeScheduleKind { GPipe, OneFOneB, Interleaved };
 
-// "gpipe" | "1f1b" | "interleaved" (the recipe key parallel.pp_schedule).
+// "gpipe" | "1f1b" | "interleaved" (the recipe key parallel.schedule).
 PipeScheduleKind parse_pipe_schedule(const std::string& name);
 std::string to_string(PipeScheduleKind k);
 

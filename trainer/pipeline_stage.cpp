@@ -6,19 +6,26 @@
 
 namespace strata::trainer {
 
-std::vector<parallel::LayerRange> pipeline_parts(models::LanguageModel& model, int64_t chunks, const std::string& pp_layers) {
+std::vector<parallel::LayerRange> pipeline_parts(models::LanguageModel& model, int64_t chunks, const std::string& partition,
+                                                 int64_t seq_len) {
   const auto& cfg = model.config();
-  if (!pp_layers.empty()) return parallel::explicit_partition(parallel::parse_layer_counts(pp_layers), cfg.n_layer, chunks);
+  const bool flops = partition == "flops";
+  if (!partition.empty() && partition != "params" && !flops)
+    return parallel::explicit_partition(parallel::parse_layer_counts(partition), cfg.n_layer, chunks);
+  if (flops && seq_len <= 0) fail("parallel.partition = flops needs the sequence length (train.seq_len), got {}", seq_len);
   parallel::PartitionCosts costs;
   costs.layers.assign(cfg.n_layer, 0.0);
   for (const auto& kv : model.named_parameters()) {
     const int64_t part = model.pipeline_part(kv.key());
     const double n = static_cast<double>(kv.value().numel());
-    if (part < 0) costs.pre += n;
-    else if (part >= cfg.n_layer) costs.post += n;
-    else costs.layers[part] += n;
+    if (part < 0) costs.pre += flops ? 0.0 : n;  // a lookup, not a matmul
+    else if (part >= cfg.n_layer) costs.post += flops ? 6 * n : n;
+    else costs.layers[part] += flops ? 6 * n : n;
   }
-  if (cfg.tie_embeddings) costs.post += static_cast<double>(cfg.vocab_size * cfg.d_model);
+  const double tied = static_cast<double>(cfg.vocab_size * cfg.d_model);
+  if (cfg.tie_embeddings) costs.post += flops ? 6 * tied : tied;
+  if (flops)
+    for (auto& c : costs.layers) c += 12.0 * static_cast<double>(cfg.n_head * cfg.head_dim() * seq_len);
   return parallel::balanced_partition(costs, chunks);
 }
 

@@ -12,10 +12,13 @@
 
 namespace strata::trainer {
 
-// Layer ranges of the p * v chunks: parallel.pp_layers when given (e.g. "3,3,2,2"), else balanced by
-// parameter count (a proxy for FLOPs, 6 per parameter per token), the embeddings on chunk 0 and the
-// final norm + head on the last chunk (a tied head counted there as the matmul it costs).
-std::vector<parallel::LayerRange> pipeline_parts(models::LanguageModel& model, int64_t chunks, const std::string& pp_layers);
+// Layer ranges of the p * v chunks from parallel.partition: explicit layer counts per chunk (e.g.
+// "3,3,2,2"), or balanced by "params" (parameter count; "" too) or "flops" (training FLOPs per token
+// at seq_len: 6 per matmul parameter plus attention's 12 * d_attn * T per layer; embedding lookups
+// cost nothing). The embeddings sit on chunk 0 and the final norm + head on the last chunk (a tied
+// head counted there as the matmul it costs).
+std::vector<parallel::LayerRange> pipeline_parts(models::LanguageModel& model, int64_t chunks, const std::string& partition,
+                                                 int64_t seq_len = 0);
 
 // True when parameter `name` is needed by pipeline rank `rank` of `p` (chunks c with c % p == rank).
 // A tied embedding is held by both the first and the last rank.

@@ -213,6 +213,9 @@ std::vector<Field> build() {
   b.real("parallel.bucket_mb", M(parallel.bucket_mb), 0.001, 1 << 16);
   b.boolean("parallel.zero1", M(parallel.zero1));
   b.boolean("parallel.overlap", M(parallel.overlap));
+  b.text("parallel.schedule", M(parallel.schedule), {"gpipe", "1f1b", "interleaved"});
+  b.integer("parallel.virtual_stages", M(parallel.virtual_stages), 1, 1024);
+  b.text("parallel.partition", M(parallel.partition));  // params | flops | "3,3,2,2"
 
   b.text("reweighting.strategy", M(reweighting.strategy));  // none or a reweighting/ registry name
   b.real("reweighting.r", M(reweighting.r), 1e-6, 1e12);

@@ -62,6 +62,7 @@ struct AutocastScope {
 
 Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   device_ = setup_device(cfg_.train);
+  check_pipeline_supported(cfg_);  // parallel.pp > 1: refuse what the pipeline does not run, naming the keys
   if (cfg_.model.arch == "bert")
     fail("model.arch = bert: the trainer does not build masked-LM batches yet (next-token targets would let a "
          "bidirectional model copy its input); BERT models, `strata export` and `strata import` work");
@@ -95,6 +96,8 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   if (cfg_.train.activation_checkpointing)
     spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
                  models::set_activation_checkpointing(*model_, true));
+  // parallel.pp > 1: keep this rank's chunks only (params_ narrows to them; trainer/pipeline_train.hpp).
+  if (cfg_.parallel.pp > 1) pipe_ = std::make_unique<PipelineTrainer>(cfg_, *model_, *mesh_, device_, params_);
   std::set<std::string> linear_weights;  // for optim.decay_rule = linear_only
   for (const auto& kv : model_->named_modules())
     if (dynamic_cast<const models::LinearImpl*>(kv.value().get()))
@@ -235,6 +238,7 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
 }
 
 double Trainer::evaluate() {
+  if (pipe_) return pipe_->evaluate(*data_, val_by_dataset_);
   torch::NoGradGuard no_grad;
   model_->eval();
   const int64_t mb = cfg_.train.micro_batch;
@@ -256,11 +260,14 @@ double Trainer::evaluate() {
 
 checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
   auto opt_state = opt_->state();  // collective under ZeRO-1: every rank takes part
+  // Pipeline: the other stages' model.* / optim.* tensors reach world rank 0 (collective).
+  const auto other_stages = pipe_ ? pipe_->gather_to_main(opt_state) : std::map<std::string, at::Tensor>{};
   checkpoint::CheckpointState st;
   st.step = step;
   st.config_yaml = dump_recipe(cfg_);
   for (const auto& [name, p] : params_) st.tensors["model." + name] = p;
   for (const auto& [name, t] : opt_state) st.tensors["optim." + name] = t;
+  for (const auto& [key, t] : other_stages) st.tensors.emplace(key, t);
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   if (hessian_gen_.defined()) st.tensors["rng.hessian"] = hessian_gen_.get_state();
   for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
@@ -351,7 +358,8 @@ TrainResult Trainer::run(int64_t stop_after) {
     if (growth_pending_ && step == growth_step_) grow_now(step);
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
-    for (int64_t a = 0; a < t.grad_accum; ++a) {
+    if (pipe_) loss_sum = pipe_->train_step(step, *data_, dp_.get());  // micro-batches = train.grad_accum
+    for (int64_t a = 0; a < (pipe_ ? 0 : t.grad_accum); ++a) {
       auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, dp_rank, dp_size);
       at::Tensor logged;
       auto loss = train_loss_of(data_->train_batch(idx), step, logged);
@@ -362,12 +370,13 @@ TrainResult Trainer::run(int64_t stop_after) {
       if (dp_ && final_micro) dp_backward_s_ += std::chrono::duration<double>(Clock::now() - bwd_start).count();
       loss_sum += logged;
     }
-    if (dp_) {
+    if (dp_ && !pipe_) {
       dp_->finish();
       loss_sum = loss_sum.reshape({1});
       mesh_->dp()->all_reduce(loss_sum, parallel::ReduceOp::Avg)->wait();  // the logged loss is the global mean
     }
-    const double gnorm = optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
+    const double gnorm = pipe_ ? pipe_->clip_grad_norm(cfg_.optim.grad_clip)
+                               : optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
     opt_->step(lr);
     opt_->zero_grad();
     std::vector<std::pair<std::string, double>> curvature;

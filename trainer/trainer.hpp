@@ -18,6 +18,7 @@
 #include "parallel/runtime.hpp"
 #include "reweighting/reweighter.hpp"
 #include "trainer/metrics.hpp"
+#include "trainer/pipeline_train.hpp"
 #include "trainer/run_config.hpp"
 
 namespace strata::trainer {
@@ -89,6 +90,7 @@ class Trainer {
   std::unique_ptr<reweighting::Reweighter> reweighter_;  // reweighting.strategy != none
   reweighting::StatsMeter reweight_stats_;                 // weight stats of the micro-steps since the last row
   double dp_backward_s_ = 0;                          // backward compute of the final micro-batches
+  std::unique_ptr<PipelineTrainer> pipe_;  // parallel.pp > 1: this rank's stage (trainer/pipeline_train.hpp)
 };
 
 // Picks cpu or cuda for train.device = auto|cpu|cuda and sets the intra-op thread count.

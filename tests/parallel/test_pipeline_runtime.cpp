@@ -14,6 +14,7 @@
 #include "parallel/pipeline_runtime.hpp"
 #include "test_pipeline_local_group.hpp"
 #include "trainer/pipeline_stage.hpp"
+#include "trainer/pipeline_train.hpp"
 
 using namespace strata;
 
@@ -213,4 +214,47 @@ TEST_CASE("pipeline partition of a GPT: embeddings first, head last, balanced bl
   REQUIRE(parts[1].size() >= parts[0].size());
   REQUIRE(parts[2].size() >= parts[3].size());
   REQUIRE(trainer::pipeline_parts(*model, 4, "2,2,2,2") == std::vector<parallel::LayerRange>{{0, 2}, {2, 4}, {4, 6}, {6, 8}});
+}
+
+TEST_CASE("pipeline partition by FLOPs: attention's per-layer cost moves layers off the head's chunk", "[pipeline]") {
+  g_arch = "gpt";
+  auto cfg = tiny_gpt();
+  cfg.vocab_size = 2000;  // a tied head worth about five layers of matmul FLOPs
+  auto model = build(cfg);
+  auto by_flops = trainer::pipeline_parts(*model, 2, "flops", /*seq_len=*/8);
+  REQUIRE(by_flops.front().begin == 0);
+  REQUIRE(by_flops.back().end == 8);
+  REQUIRE(by_flops[0].end == by_flops[1].begin);
+  // Embedding lookups cost no FLOPs while the tied head's matmul does, so the first chunk takes
+  // 6 of 8 layers; by parameters the embedding's rows weigh on the first chunk as much as the head
+  // on the last, so the split is even.
+  REQUIRE(by_flops == std::vector<parallel::LayerRange>{{0, 6}, {6, 8}});
+  REQUIRE(trainer::pipeline_parts(*model, 2, "params") == std::vector<parallel::LayerRange>{{0, 4}, {4, 8}});
+  REQUIRE_THROWS_WITH(trainer::pipeline_parts(*model, 2, "flops"), Catch::Contains("train.seq_len"));
+  REQUIRE_THROWS_WITH(trainer::pipeline_parts(*model, 2, "3,3"), Catch::Contains("sum"));
+}
+
+TEST_CASE("pipeline training refuses what it does not run, naming the recipe keys", "[pipeline]") {
+  trainer::RunConfig cfg;
+  cfg.model = tiny_gpt();
+  cfg.parallel.pp = 2;
+  cfg.train.grad_accum = 4;
+  REQUIRE_NOTHROW(trainer::check_pipeline_supported(cfg));
+  auto refused = [&](auto edit, const std::string& words) {
+    trainer::RunConfig c = cfg;
+    edit(c);
+    REQUIRE_THROWS_WITH(trainer::check_pipeline_supported(c), Catch::Contains(words));
+  };
+  refused([](auto& c) { c.parallel.zero1 = true; }, "parallel.zero1");
+  refused([](auto& c) { c.parallel.tp = 2; }, "parallel.tp");
+  refused([](auto& c) { c.reweighting.strategy = "linupper"; }, "reweighting.strategy");
+  refused([](auto& c) { c.optim.name = "sophia"; }, "optim.name");
+  refused([](auto& c) { c.parallel.virtual_stages = 2; }, "parallel.schedule = interleaved");
+  refused([](auto& c) { c.parallel.schedule = "interleaved"; }, "parallel.virtual_stages >= 2");
+  refused([](auto& c) { c.parallel.schedule = "interleaved", c.parallel.virtual_stages = 2, c.train.grad_accum = 3; },
+          "train.grad_accum");
+  refused([](auto& c) { c.parallel.pp = 4, c.parallel.schedule = "interleaved", c.parallel.virtual_stages = 4; }, "model.n_layer");
+  cfg.parallel.pp = 1;
+  cfg.parallel.zero1 = true;
+  REQUIRE_NOTHROW(trainer::check_pipeline_supported(cfg));  // pp = 1: nothing to refuse
 }

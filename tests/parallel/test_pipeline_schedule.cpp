@@ -65,8 +65,8 @@ TEST_CASE("schedules: every micro-batch forward and backward once per chunk, mes
 
 TEST_CASE("schedules: argument errors name the constraint", "[pipeline]") {
   REQUIRE_THROWS_WITH(make_schedule(PipeScheduleKind::Interleaved, 4, 6, 2), Catch::Contains("multiple of parallel.pp"));
-  REQUIRE_THROWS_WITH(make_schedule(PipeScheduleKind::Interleaved, 4, 8, 1), Catch::Contains("pp_virtual >= 2"));
-  REQUIRE_THROWS_WITH(make_schedule(PipeScheduleKind::OneFOneB, 4, 8, 2), Catch::Contains("pp_schedule: interleaved"));
+  REQUIRE_THROWS_WITH(make_schedule(PipeScheduleKind::Interleaved, 4, 8, 1), Catch::Contains("virtual_stages >= 2"));
+  REQUIRE_THROWS_WITH(make_schedule(PipeScheduleKind::OneFOneB, 4, 8, 2), Catch::Contains("parallel.schedule = interleaved"));
   REQUIRE_THROWS_WITH(parse_pipe_schedule("pipedream"), Catch::Contains("unknown schedule 'pipedream'"));
 }
 
@@ -210,7 +210,7 @@ TEST_CASE("partition: balanced by cost, ends carry embeddings and head", "[pipel
   REQUIRE_THROWS_WITH(balanced_partition(uniform, 9), Catch::Contains("8 layers cannot fill 9"));
 }
 
-TEST_CASE("partition: explicit layer counts from parallel.pp_layers", "[pipeline]") {
+TEST_CASE("partition: explicit layer counts from parallel.partition", "[pipeline]") {
   auto parts = explicit_partition(parse_layer_counts("3, 3,1,1"), 8, 4);
   REQUIRE(parts == std::vector<LayerRange>{{0, 3}, {3, 6}, {6, 7}, {7, 8}});
   REQUIRE_THROWS_WITH(explicit_partition({3, 3, 1}, 8, 4), Catch::Contains("lists 3 chunks"));

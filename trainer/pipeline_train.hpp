@@ -1,0 +1,91 @@
+// Pipeline parallelism inside `strata train` (parallel.pp > 1; specs/models.md §5).
+//
+// Every rank builds and initialises the full model with the run's seed (tp = 1 shapes), so every
+// parameter starts with the bits a pp = 1 run has; it then keeps only the parameters of its own
+// chunks (rank r holds chunks r, r + p, ...; the first rank the embeddings, the last the final
+// norm and head, both ends the tied embedding) and frees the rest.
+//
+// One training step = one PipeSchedule run: its m micro-batches are the recipe's train.grad_accum
+// micro-batches of train.micro_batch sequences each (dp rank d takes the same slices a pp = 1 run
+// with dp ranks takes), so pp changes neither the global batch nor the data order. Afterwards:
+// data-parallel averaging of this stage's gradients over the stage's dp group (one DataParallel
+// per stage, reduced after the pipeline flush), the tied embedding's gradient summed between the
+// two ends, then the global gradient norm over the pp group (each parameter counted once, the
+// tied embedding on the first rank only) for clipping. The logged loss is the mean over
+// micro-batches computed on the last stage (dp-averaged there) and broadcast over the pp group.
+//
+// Checkpoints stay layout-independent: every stage's parameters and optimizer state go to world
+// rank 0 (point-to-point over rank 0's pp group) under the pp = 1 names, and loading picks what
+// this rank holds, so a pp = 2 run resumes under pp = 1 and the other way round.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/training_data.hpp"
+#include "models/language_model.hpp"
+#include "parallel/data_parallel.hpp"
+#include "parallel/mesh.hpp"
+#include "parallel/pipeline_runtime.hpp"
+#include "trainer/pipeline_stage.hpp"
+#include "trainer/run_config.hpp"
+
+namespace strata::trainer {
+
+// Fails, naming the recipe keys, for combinations the pipeline path does not run.
+void check_pipeline_supported(const RunConfig& cfg);
+
+class PipelineTrainer {
+ public:
+  using NamedParams = std::vector<std::pair<std::string, at::Tensor>>;
+  // `params` is the full model's parameter list (name order); on return it holds only this rank's.
+  PipelineTrainer(const RunConfig& cfg, models::LanguageModel& model, const parallel::DeviceMesh& mesh, at::Device device,
+                  NamedParams& params);
+
+  // Runs step `step`'s micro-batches through the schedule and reduces gradients (dp, tied ends).
+  // Returns, on every rank, the sum over micro-batches of the mean cross-entropy (dp-averaged) as a
+  // one-element tensor: what the pp = 1 loop accumulates.
+  at::Tensor train_step(int64_t step, data::TrainingData& data, parallel::DataParallel* dp);
+  // Global gradient norm over the pipeline; scales every held gradient when above max_norm (> 0).
+  double clip_grad_norm(double max_norm);
+  // The validation loss through the pipeline (forward only), the same batches and order as pp = 1;
+  // by_dataset receives "val_loss/<name>" entries. Every rank gets the result.
+  double evaluate(data::TrainingData& data, std::vector<std::pair<std::string, double>>& by_dataset);
+  // Collective over the pipeline ranks with dp (and tp) coordinate 0: world rank 0 receives the
+  // other stages' "model.<name>" and "optim.<key>" tensors; other ranks get an empty map.
+  std::map<std::string, at::Tensor> gather_to_main(const std::map<std::string, at::Tensor>& optim_state);
+
+  const std::vector<parallel::LayerRange>& parts() const { return parts_; }
+  const parallel::PipeSchedule& schedule() const { return runtime_->schedule(); }
+  // Pipeline time of the steps so far on this rank (the first excluded): run_step's wall time and
+  // the forwards/backwards in it.
+  double wall_seconds() const { return wall_s_; }
+  double compute_seconds() const { return compute_s_; }
+
+ private:
+  const RunConfig& cfg_;
+  models::LanguageModel& model_;
+  std::shared_ptr<parallel::ProcessGroup> pp_, dp_;
+  bool on_main_line_;  // dp (and tp) coordinate 0: takes part in checkpoint gathers
+  at::Device device_;
+  std::vector<parallel::LayerRange> parts_;
+  NamedParams held_;
+  std::vector<at::Tensor> norm_params_;  // held, tied embedding only on the first rank
+  std::vector<at::Tensor> tied_;         // tied embedding on both ends
+  std::unique_ptr<parallel::PipeRuntime> runtime_;
+  std::unique_ptr<ModelPipeStage> stage_;
+  std::vector<at::Tensor> logged_;  // per micro-batch mean cross-entropy (last stage)
+  int64_t current_mb_ = 0;
+  double wall_s_ = 0, compute_s_ = 0;
+  int64_t steps_run_ = 0;
+  // After the last step: every pipeline rank's idle share of run_step's wall time (1 - compute /
+  // wall, the first step excluded), logged by pp rank 0 beside the closed-form bubble.
+  void log_bubble();
+  bool first_() const { return pp_->rank() == 0; }
+  bool last_() const { return pp_->rank() == pp_->size() - 1; }
+};
+
+}  // namespace strata::trainer
