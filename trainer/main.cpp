@@ -15,6 +15,7 @@
 #include "trainer/hf_interchange.hpp"
 #include "trainer/model_bench.hpp"
 #include "trainer/recipe.hpp"
+#include "trainer/snapshot_cli.hpp"
 #include "trainer/trainer.hpp"
 
 using namespace strata;
@@ -90,6 +91,11 @@ int main(int argc, char** argv) {
   trainer::PipelineCliOptions pipe;
   auto* pipe_cmd = trainer::add_pipeline_command(app, pipe);
 
+  trainer::SmpCliOptions smp;
+  auto* smp_cmd = trainer::add_smp_command(app, smp);
+  trainer::SnapshotBenchOptions sbench;
+  auto* sbench_cmd = trainer::add_snapshot_bench_command(app, sbench);
+
   std::string grow_from, grow_to, grow_out;
   std::vector<std::string> grow_sets;
   auto* grow_cmd = app.add_subcommand("grow", "grow a checkpoint into the model of a target recipe (its growth: section picks the operator)");
@@ -129,6 +135,10 @@ int main(int argc, char** argv) {
       auto res = t.run();
       spdlog::info("done: {} steps, final loss {:.4f}, val loss {:.4f}; run directory {}", res.steps_done, res.final_loss,
                    res.final_val_loss, cfg.run.dir);
+    } else if (*smp_cmd) {
+      return trainer::run_smp_command(smp);
+    } else if (*sbench_cmd) {
+      trainer::bench_snapshot(sbench);
     } else if (*pipe_cmd) {
       return trainer::run_pipeline_command(pipe);
     } else if (*gen_cmd) {

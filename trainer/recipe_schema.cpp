@@ -193,6 +193,17 @@ std::vector<Field> build() {
   b.integer("checkpoint.every", M(checkpoint.every), 0, kBig);
   b.integer("checkpoint.keep", M(checkpoint.keep), 1, 1 << 20);
   b.integer("checkpoint.keep_every", M(checkpoint.keep_every), 0, kBig);
+  // snapshot (specs/snapshots.md): in-memory snapshots held by each node's SMP
+  b.boolean("snapshot.enabled", M(snapshot.enabled));
+  b.integer("snapshot.every_steps", M(snapshot.every_steps), 1, kBig);
+  b.integer("snapshot.ec_k", M(snapshot.ec_k), 0, 128);
+  b.integer("snapshot.ec_m", M(snapshot.ec_m), 1, 127);
+  b.integer("snapshot.persist_every", M(snapshot.persist_every), 0, kBig);
+  b.text("snapshot.smp_name", M(snapshot.smp_name));
+  b.integer("snapshot.ranks_per_node", M(snapshot.ranks_per_node), 0, 1 << 20);
+  b.integer("snapshot.port", M(snapshot.port), 1024, 65000);
+  b.text("snapshot.hosts", M(snapshot.hosts));
+  b.real("snapshot.smp_idle_exit_s", M(snapshot.smp_idle_exit_s), 0.0, 1e9);
   // growth (specs/growth.md)
   b.text("growth.operator", M(growth.op), {"", "g_stack", "bert2bert"});
   b.integer("growth.factor", M(growth.factor), 0, 1 << 16);

@@ -10,6 +10,7 @@
 #include "optim/config.hpp"
 #include "parallel/config.hpp"
 #include "reweighting/config.hpp"
+#include "snapshot/config.hpp"
 
 namespace strata::trainer {
 
@@ -45,6 +46,7 @@ struct RunConfig {
   parallel::ParallelConfig parallel;
   growth::GrowthConfig growth;
   reweighting::ReweightConfig reweighting;
+  snapshot::SnapshotConfig snapshot;
 };
 
 }  // namespace strata::trainer

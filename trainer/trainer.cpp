@@ -157,8 +157,17 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
                  cfg_.reweighting.burn_in_steps, mesh_->dp()->size(), cfg_.train.micro_batch);
   }
   fs::create_directories(cfg_.run.dir);
+  if (cfg_.snapshot.enabled)  // starts the node's SMP if none runs (trainer/snapshot_hook.hpp)
+    snapshot_ = std::make_unique<SnapshotHook>(cfg_.snapshot, cfg_.run.dir, cfg_.checkpoint, cfg_.train.steps,
+                                               *runtime_, resume);
   if (resume) {
-    if (auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints")) {
+    auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints");
+    std::optional<checkpoint::CheckpointState> snap;
+    if (snapshot_) snap = snapshot_->restore(latest);  // a snapshot newer than the disk checkpoint wins
+    if (snap) {
+      restore_state(*snap, fmt::format("in-memory snapshot of step {}", snap->step));
+      spdlog::info("resumed from the in-memory snapshot at step {}", start_step_);
+    } else if (latest) {
       restore(latest->string());
     } else {
       spdlog::warn("--resume: no checkpoint under {}/checkpoints, starting from step 0", cfg_.run.dir);
@@ -377,6 +386,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     }
     const double gnorm = pipe_ ? pipe_->clip_grad_norm(cfg_.optim.grad_clip)
                                : optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
+    if (snapshot_) snapshot_->before_update();  // the background snapshot copy must finish before the weights change
     opt_->step(lr);
     opt_->zero_grad();
     std::vector<std::pair<std::string, double>> curvature;
@@ -425,9 +435,11 @@ TrainResult Trainer::run(int64_t stop_after) {
       row.push_back({"val_loss", vl});
       if (data_->n_sources() > 1) row.insert(row.end(), val_by_dataset_.begin(), val_by_dataset_.end());
     }
+    if (snapshot_) for (auto& kv : snapshot_->take_metrics()) row.push_back(kv);
     if (metrics) metrics->write(row);
     const bool stopping = stop_after > 0 && done == stop_after;
     if ((cfg_.checkpoint.every > 0 && done % cfg_.checkpoint.every == 0) || done == t.steps || stopping) save(done);
+    if (snapshot_ && snapshot_->due(done)) snapshot_->start(capture_state(done));  // copied in the background
     res.final_loss = loss;
     res.steps_done = done;
     if (stopping) break;
@@ -439,6 +451,7 @@ TrainResult Trainer::run(int64_t stop_after) {
                  st.bytes_per_step / 1e6, st.wire_bytes_per_step / 1e6, dp_backward_s_, st.wait_s,
                  100.0 * st.wait_s / std::max(1e-12, dp_backward_s_ + st.wait_s), st.steps);
   }
+  if (snapshot_) snapshot_->finish();
   return res;
 }
 

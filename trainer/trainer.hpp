@@ -20,6 +20,7 @@
 #include "trainer/metrics.hpp"
 #include "trainer/pipeline_train.hpp"
 #include "trainer/run_config.hpp"
+#include "trainer/snapshot_hook.hpp"
 
 namespace strata::trainer {
 
@@ -90,6 +91,7 @@ class Trainer {
   std::unique_ptr<reweighting::Reweighter> reweighter_;  // reweighting.strategy != none
   reweighting::StatsMeter reweight_stats_;                 // weight stats of the micro-steps since the last row
   double dp_backward_s_ = 0;                          // backward compute of the final micro-batches
+  std::unique_ptr<SnapshotHook> snapshot_;            // snapshot.enabled: in-memory snapshots (trainer/snapshot_hook.hpp)
   std::unique_ptr<PipelineTrainer> pipe_;  // parallel.pp > 1: this rank's stage (trainer/pipeline_train.hpp)
 };
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# In-memory snapshots under torchrun --max-restarts (4 ranks, 127.0.0.1), each run compared bitwise
+# with a fault-free run of the same layout:
+#   (a) SIGKILL one rank at a random step (2 nodes x 2 ranks, no erasure coding): the restarted
+#       ranks restore from their SMP's shared memory;
+#   (b) lose one node (4 nodes x 1 rank, RS(3, 1)): its rank, its SMP and its shared memory go; the
+#       replacement SMP rebuilds the node's snapshot from the other nodes' data and parity;
+#   (c) lose m + 1 = 2 nodes: unrecoverable, the run falls back to the disk checkpoint the SMP
+#       persisted (snapshot.persist_every) and says so.
+source "$(dirname "$0")/mp_common.sh"
+base_port=$((20000 + RANDOM % 20000))
+names=()
+cleanup() {  # stop this test's SMPs (SIGTERM: they unlink their shared memory)
+  for n in "${names[@]}"; do
+    for f in /dev/shm/strata-"$n"-n*.lock; do [ -f "$f" ] && kill "$(cat "$f")" 2> /dev/null || true; done
+  done
+  sleep 0.5
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+make_dataset
+snap=(--set train.steps=30 --set train.grad_accum=1 --set train.log_every=1 --set snapshot.enabled=true
+      --set snapshot.smp_idle_exit_s=60)
+
+# The launched program: the victim rank, in the first attempt only, is killed with SIGKILL once rank 0
+# has logged KILL_AT steps; with KILL_NODES it also kills those nodes' SMPs and removes their shared memory.
+cat > "$tmp/wrapper.sh" <<WRAP
+#!/usr/bin/env bash
+if [ "\${TORCHELASTIC_RESTART_COUNT:-0}" != 0 ] || [ "\$RANK" != "\$VICTIM" ]; then exec "$bin" "\$@"; fi
+"$bin" "\$@" &
+pid=\$!
+while kill -0 \$pid 2> /dev/null; do
+  if [ "\$(wc -l < "\$RUN/metrics.jsonl" 2> /dev/null || echo 0)" -ge "\$KILL_AT" ]; then
+    for n in \$KILL_NODES; do
+      kill -9 "\$(cat /dev/shm/strata-\$SMP-n\$n.lock)" 2> /dev/null
+      rm -f /dev/shm/strata-\$SMP-n\$n-*
+    done
+    kill -9 \$pid
+    exit 1
+  fi
+  sleep 0.05
+done
+wait \$pid
+WRAP
+chmod +x "$tmp/wrapper.sh"
+
+# go NAME RANKS_PER_NODE PORT [VICTIM KILL_AT KILL_NODES] -- extra --set ...
+go() {
+  local name=$1 rpn=$2 port=$3 victim=${4:--1} kill_at=${5:-0} kill_nodes=${6:-}
+  shift 6 || shift $#
+  local smp="t$$$name"
+  names+=("$smp")
+  set +e
+  VICTIM=$victim KILL_AT=$kill_at KILL_NODES="$kill_nodes" SMP=$smp RUN="$tmp/$name" STRATA_SNAPSHOT_RANKS_PER_NODE=$rpn \
+    timeout 240 "$venv/bin/torchrun" --standalone --nproc-per-node 4 --max-restarts 1 --monitor-interval 0.2 --no-python \
+    "$tmp/wrapper.sh" train "$recipe" "${common[@]}" "${snap[@]}" --set snapshot.smp_name="$smp" --set snapshot.port="$port" \
+    --set run.dir="$tmp/$name" --resume "$@" > "$tmp/$name.log" 2>&1
+  local rc=$?
+  set -e
+  [ $rc -eq 0 ] || { echo "FAIL: run $name exited $rc"; tail -40 "$tmp/$name.log"; tail -5 "$tmp/$name"/smp-n*.log; exit 1; }
+}
+same_bits() {
+  "$compare" "$1" "$2" 0 || { echo "FAIL: $1 is not bitwise equal to $2"; tail -20 "$1.log"; exit 1; }
+}
+ec=(--set snapshot.ec_k=3 --set snapshot.ec_m=1 --set snapshot.persist_every=4)
+
+t0=$(date +%s)
+go ref22 2 $base_port -1 0 "" ; go ref41 1 $((base_port + 10)) -1 0 "" "${ec[@]}"
+expect_log "$tmp/ref41/smp-n0.log" "erasure coding RS(3, 1)"
+same_bits "$tmp/ref41" "$tmp/ref22"  # snapshots do not change the run
+
+# (a) one rank SIGKILLed at a random step; its node's SMP survives.
+at=$((4 + RANDOM % 16))
+go kill_rank 2 $((base_port + 20)) 3 $at ""
+expect_log "$tmp/kill_rank.log" "resuming from the in-memory snapshot of step"
+same_bits "$tmp/kill_rank" "$tmp/ref22"
+echo "(a) rank 3 killed after step $at: $(grep -o 'resuming from the in-memory snapshot of step [0-9]*' "$tmp/kill_rank.log" | head -1), bitwise equal"
+
+# (b) node 2 lost (rank, SMP, shared memory): rebuilt by erasure coding.
+at=$((6 + RANDOM % 14))
+go kill_node 1 $((base_port + 30)) 2 $at "2" "${ec[@]}"
+expect_log "$tmp/kill_node/smp-n2.log" "rebuilt 1 ranks"
+expect_log "$tmp/kill_node.log" "resuming from the in-memory snapshot of step"
+same_bits "$tmp/kill_node" "$tmp/ref22"
+echo "(b) node 2 lost after step $at: $(grep -o 'rebuilt .* in [0-9.]* s' "$tmp/kill_node/smp-n2.log" | head -1), bitwise equal"
+
+# (c) nodes 1 and 2 lost: more than m = 1, back to the persisted disk checkpoint.
+at=$((10 + RANDOM % 10))
+go kill_two 1 $((base_port + 40)) 1 $at "1 2" "${ec[@]}"
+expect_log "$tmp/kill_two/smp-n1.log" "unrecoverable"
+expect_log "$tmp/kill_two.log" "falling back to the disk checkpoint"
+expect_log "$tmp/kill_two/smp-n0.log" "persisted snapshot step"
+same_bits "$tmp/kill_two" "$tmp/ref22"
+echo "(c) nodes 1, 2 lost after step $at: $(grep -o 'falling back to the disk checkpoint .*' "$tmp/kill_two.log" | head -1), bitwise equal"
+echo "snapshot: ok ($(($(date +%s) - t0)) s)"

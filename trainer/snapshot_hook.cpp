@@ -1,0 +1,220 @@
+#include "trainer/snapshot_hook.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.hpp"
+#include "snapshot/names.hpp"
+#include "snapshot/smp.hpp"
+#include "snapshot/spawn.hpp"
+
+namespace strata::trainer {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t all_min(parallel::ProcessGroup& g, int64_t v) {
+  at::Tensor t = at::full({1}, v, at::kLong);
+  g.all_reduce(t, parallel::ReduceOp::Min)->wait();
+  return t.item<int64_t>();
+}
+
+int64_t disk_step(const std::optional<fs::path>& dir) {
+  if (!dir) return -1;
+  return std::stoll(dir->filename().string().substr(5));  // latest_checkpoint returns step_<N> directories
+}
+
+double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+SnapshotHook::SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::string& run_dir,
+                           const checkpoint::CheckpointConfig& ckpt, int64_t final_step, const parallel::Runtime& runtime,
+                           bool resume)
+    : cfg_(cfg), world_(runtime.world_group()) {
+  const auto& w = runtime.world();
+  const int64_t rpn = snapshot::resolve_ranks_per_node(cfg_, w.local_size);
+  if (w.size % rpn != 0)
+    fail("snapshot: {} ranks do not split into nodes of snapshot.ranks_per_node = {} ranks", w.size, rpn);
+  rank_ = w.rank, node_ = w.rank / rpn, local_ = w.rank % rpn, nodes_ = w.size / rpn;
+  if (cfg_.ec_k > 0 && nodes_ % (cfg_.ec_k + cfg_.ec_m) != 0)
+    fail("snapshot: erasure coding RS(ec_k = {}, ec_m = {}) groups k + m = {} nodes, but the job has {} snapshot nodes of {} "
+         "ranks (set snapshot.ranks_per_node or STRATA_SNAPSHOT_RANKS_PER_NODE)",
+         cfg_.ec_k, cfg_.ec_m, cfg_.ec_k + cfg_.ec_m, nodes_, rpn);
+  const std::string name = snapshot::resolve_smp_name(cfg_, run_dir);
+  const auto peers = snapshot::smp_endpoints(cfg_, nodes_);
+  smp_ = peers[node_];
+  if (local_ == 0) {
+    const fs::path persist = fs::absolute(fs::path(run_dir) / "checkpoints");
+    std::vector<std::string> args = {"smp", "--name", name, "--node", std::to_string(node_), "--nodes", std::to_string(nodes_),
+                                     "--local-ranks", std::to_string(rpn), "--ec-k", std::to_string(cfg_.ec_k), "--ec-m",
+                                     std::to_string(cfg_.ec_m), "--port", std::to_string(cfg_.port), "--keep",
+                                     std::to_string(ckpt.keep), "--skip-every", std::to_string(ckpt.every), "--skip-step",
+                                     std::to_string(final_step), "--idle-exit-s", std::to_string(cfg_.smp_idle_exit_s)};
+    if (!cfg_.hosts.empty()) args.insert(args.end(), {"--hosts", cfg_.hosts});
+    if (cfg_.persist_every > 0)
+      args.insert(args.end(), {"--persist-dir", persist.string(), "--persist-every-steps",
+                               std::to_string(cfg_.persist_every * cfg_.every_steps)});
+    const std::string log = fs::absolute(fs::path(run_dir) / fmt::format("smp-n{}.log", node_)).string();
+    if (snapshot::ensure_smp(snapshot::lock_path(name, node_), args, log))
+      spdlog::info("snapshot: started the SMP of node {} (log {})", node_, log);
+  }
+  snapshot::wait_for_smp(smp_, 60);
+  slots_ = snapshot::ShmSlots::open(snapshot::rank_segment(name, node_, local_), true);
+  if (!resume) slots_->drop_after(-1);
+  thread_ = std::thread([this] { worker(); });
+  spdlog::info("snapshot: every {} steps into shared memory of {} node(s) of {} ranks{}", cfg_.every_steps, nodes_, rpn,
+               cfg_.ec_k > 0 ? fmt::format(", erasure-coded RS({}, {}) by the SMPs", cfg_.ec_k, cfg_.ec_m) : std::string());
+}
+
+SnapshotHook::~SnapshotHook() {
+  {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !busy_; });
+    quit_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SnapshotHook::worker() {
+  for (;;) {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return quit_ || job_.has_value(); });
+    if (quit_) return;
+    auto job = std::move(*job_);
+    job_.reset();
+    lk.unlock();
+    const auto t0 = Clock::now();
+    std::string error;
+    try {
+      job.write(slots_->begin_write(job.bytes()));
+      slots_->commit(job.step());
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const double dt = secs_since(t0);
+    lk.lock();
+    if (!error.empty()) spdlog::error("snapshot of step {} failed: {}", job.step(), error);
+    copy_s_ += dt, row_copy_s_ += dt, ++count_, ++row_count_;
+    last_bytes_ = static_cast<double>(job.bytes());
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
+void SnapshotHook::start(const checkpoint::CheckpointState& st) {
+  snapshot::PreparedState prepared(st);  // CPU, contiguous: the worker only copies bytes
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !busy_; });
+  job_.emplace(std::move(prepared));
+  busy_ = true;
+  cv_.notify_all();
+}
+
+void SnapshotHook::before_update() {
+  const auto t0 = Clock::now();
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !busy_; });
+  const double dt = secs_since(t0);
+  stall_s_ += dt, row_stall_s_ += dt;
+}
+
+std::vector<std::pair<std::string, double>> SnapshotHook::take_metrics() {
+  std::lock_guard lk(mu_);
+  std::vector<std::pair<std::string, double>> out = {{"snapshot_stall_ms", 1e3 * row_stall_s_}};
+  if (row_count_ > 0) out.push_back({"snapshot_copy_ms", 1e3 * row_copy_s_ / row_count_});
+  row_stall_s_ = row_copy_s_ = 0;
+  row_count_ = 0;
+  return out;
+}
+
+void SnapshotHook::finish() {
+  before_update();
+  if (finished_) return;
+  finished_ = true;
+  std::lock_guard lk(mu_);
+  spdlog::info("snapshot: {} snapshots of {:.2f} MB per rank, background copy {:.2f} ms each, training stalled {:.3f} s in "
+               "total waiting for them",
+               count_, last_bytes_ / 1e6, count_ ? 1e3 * copy_s_ / count_ : 0.0, stall_s_);
+}
+
+std::optional<checkpoint::CheckpointState> SnapshotHook::restore(const std::optional<fs::path>& latest_disk) {
+  std::set<int64_t> mine;
+  for (const auto& c : slots_->committed()) mine.insert(c.step);
+  std::set<int64_t> staged;
+  bool rebuilt = false;
+  if (cfg_.ec_k > 0) {  // the SMP's erasure-coded versions (and a rebuilt node's data)
+    const auto end = Clock::now() + std::chrono::seconds(300);
+    for (;;) {
+      auto r = snapshot::call(smp_, {snapshot::kSteps, 0, 0, 0}, {}, 10);
+      if (r && r->status == 0) {
+        for (size_t i = 0; i + 8 <= r->payload.size(); i += 8) {
+          int64_t v;
+          std::memcpy(&v, r->payload.data() + i, 8);
+          staged.insert(v);
+        }
+        rebuilt = r->value == 1;
+        break;
+      }
+      if (Clock::now() > end) fail("snapshot: the SMP of node {} did not finish rebuilding within 300 s", node_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  std::set<int64_t> all(mine);
+  all.insert(staged.begin(), staged.end());
+  // The largest step every rank holds: c = min over ranks of each one's largest step <= bound.
+  int64_t bound = INT64_MAX, chosen = -1;
+  for (int it = 0; it < 16; ++it) {
+    auto pos = all.upper_bound(bound);
+    const int64_t c = all_min(*world_, pos == all.begin() ? -1 : *std::prev(pos));
+    if (c < 0) break;
+    if (all_min(*world_, all.count(c) ? 1 : 0) == 1) {
+      chosen = c;
+      break;
+    }
+    bound = c - 1;
+  }
+  const int64_t disk = disk_step(latest_disk);
+  std::optional<checkpoint::CheckpointState> st;
+  bool from_staging = false;
+  if (chosen > disk) {
+    try {
+      if (auto snap = mine.count(chosen) ? slots_->read(chosen) : std::nullopt) {
+        st = snapshot::deserialize_state(snap->second.data(), snap->second.size(), fmt::format("rank {} slot", rank_));
+      } else if (staged.count(chosen)) {
+        auto r = snapshot::call(smp_, {snapshot::kGetRank, static_cast<uint32_t>(local_), chosen, 0});
+        if (r && r->status == 0) {
+          st = snapshot::deserialize_state(r->payload.data(), r->payload.size(), fmt::format("rank {} staging", rank_));
+          from_staging = true;
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("snapshot: rank {} cannot load its snapshot of step {}: {}", rank_, chosen, e.what());
+      st.reset();
+    }
+    if (all_min(*world_, st ? 1 : 0) == 0) st.reset();  // everyone or no one
+  }
+  if (st) {
+    if (from_staging || rebuilt)
+      spdlog::warn("snapshot: rank {} restores step {} from its SMP's erasure-coded copy{}", rank_, chosen,
+                   rebuilt ? " (this node's data was rebuilt from the other nodes)" : "");
+    spdlog::info("snapshot: resuming from the in-memory snapshot of step {} (newest disk checkpoint: {})", chosen,
+                 latest_disk ? fmt::format("step {}", disk) : std::string("none"));
+  } else if (latest_disk) {
+    spdlog::warn("snapshot: no usable snapshot newer than step {} is held by every rank (newest common: {}); falling back "
+                 "to the disk checkpoint {}", disk, chosen, latest_disk->string());
+  } else {
+    spdlog::warn("snapshot: no snapshot held by every rank and no disk checkpoint; starting from step 0");
+  }
+  slots_->drop_after(st ? chosen : std::max<int64_t>(disk, -1));  // newer slots belong to the abandoned timeline
+  return st;
+}
+
+}  // namespace strata::trainer

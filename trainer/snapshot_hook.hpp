@@ -1,0 +1,69 @@
+// The trainer's side of in-memory snapshots (recipe `snapshot:`, snapshot/): starts the node's SMP
+// if none runs, copies the training state into this rank's shared-memory slot on a background
+// thread after every `every_steps`-th optimizer step (the next optimizer step waits only if that
+// copy is unfinished; the wait is measured as the snapshot stall), and on --resume finds the newest
+// snapshot every rank holds (its own slot, or its SMP's erasure-coded staging, which is how a lost
+// node comes back) and restores it when it is newer than the newest disk checkpoint.
+#pragma once
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/config.hpp"
+#include "parallel/runtime.hpp"
+#include "snapshot/config.hpp"
+#include "snapshot/serialize.hpp"
+#include "snapshot/slots.hpp"
+#include "snapshot/wire.hpp"
+
+namespace strata::trainer {
+
+class SnapshotHook {
+ public:
+  // resume = false drops whatever an earlier run left in this rank's slots.
+  // ckpt / final_step: the trainer's own disk checkpoints, which the SMP does not persist again.
+  SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::string& run_dir, const checkpoint::CheckpointConfig& ckpt,
+               int64_t final_step, const parallel::Runtime& runtime, bool resume);
+  ~SnapshotHook();
+
+  // Collective over the world: the newest snapshot held by every rank, if it is newer than the disk
+  // checkpoint `latest_disk` (nullopt: none); logs which one the run resumes from.
+  std::optional<checkpoint::CheckpointState> restore(const std::optional<std::filesystem::path>& latest_disk);
+  bool due(int64_t step) const { return step % cfg_.every_steps == 0; }
+  // Hands a captured state to the background copy (waits for the previous copy first).
+  void start(const checkpoint::CheckpointState& st);
+  // Before the optimizer changes the weights: waits for the copy in flight (the stall).
+  void before_update();
+  // snapshot_stall_ms and snapshot_copy_ms since the last call, for the metrics row.
+  std::vector<std::pair<std::string, double>> take_metrics();
+  // Waits for the last copy and logs the totals.
+  void finish();
+
+ private:
+  void worker();
+  snapshot::SnapshotConfig cfg_;
+  std::shared_ptr<parallel::ProcessGroup> world_;
+  int64_t rank_ = 0, node_ = 0, local_ = 0, nodes_ = 1;
+  snapshot::Endpoint smp_;
+  std::optional<snapshot::ShmSlots> slots_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<snapshot::PreparedState> job_;
+  bool busy_ = false, quit_ = false;
+  std::thread thread_;
+  // Totals and the part not yet reported in a metrics row.
+  int64_t count_ = 0;
+  double stall_s_ = 0, copy_s_ = 0, row_stall_s_ = 0, row_copy_s_ = 0, last_bytes_ = 0;
+  int64_t row_count_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace strata::trainer
