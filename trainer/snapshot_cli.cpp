@@ -1,5 +1,9 @@
 #include "trainer/snapshot_cli.hpp"
 
+#include <cstdlib>
+
+#include <spdlog/spdlog.h>
+
 #include "snapshot/config.hpp"
 #include "snapshot/names.hpp"
 
@@ -26,6 +30,9 @@ CLI::App* add_smp_command(CLI::App& app, SmpCliOptions& o) {
 }
 
 int run_smp_command(SmpCliOptions& o) {
+  // The SMP logs at info whatever rank started it (it inherits the trainer's RANK, which sets warn).
+  const char* env = std::getenv("STRATA_LOG_LEVEL");
+  spdlog::set_level(env ? spdlog::level::from_str(env) : spdlog::level::info);
   snapshot::SnapshotConfig c;
   c.port = o.port;
   c.hosts = o.hosts;

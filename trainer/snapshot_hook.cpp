@@ -207,6 +207,9 @@ std::optional<checkpoint::CheckpointState> SnapshotHook::restore(const std::opti
                    rebuilt ? " (this node's data was rebuilt from the other nodes)" : "");
     spdlog::info("snapshot: resuming from the in-memory snapshot of step {} (newest disk checkpoint: {})", chosen,
                  latest_disk ? fmt::format("step {}", disk) : std::string("none"));
+  } else if (latest_disk && chosen >= 0 && chosen <= disk) {
+    spdlog::info("snapshot: the disk checkpoint of step {} is as new as the newest common snapshot (step {}); loading it", disk,
+                 chosen);
   } else if (latest_disk) {
     spdlog::warn("snapshot: no usable snapshot newer than step {} is held by every rank (newest common: {}); falling back "
                  "to the disk checkpoint {}", disk, chosen, latest_disk->string());

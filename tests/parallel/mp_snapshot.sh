@@ -3,19 +3,20 @@
 # with a fault-free run of the same layout:
 #   (a) SIGKILL one rank at a random step (2 nodes x 2 ranks, no erasure coding): the restarted
 #       ranks restore from their SMP's shared memory;
-#   (b) lose one node (4 nodes x 1 rank, RS(3, 1)): its rank, its SMP and its shared memory go; the
-#       replacement SMP rebuilds the node's snapshot from the other nodes' data and parity;
+#   (b) lose one node (4 nodes x 1 rank, RS(3, 1), no disk checkpoint to fall back on): its rank, its
+#       SMP and its shared memory go; the replacement SMP rebuilds the node's snapshot from the other
+#       nodes' data and parity;
 #   (c) lose m + 1 = 2 nodes: unrecoverable, the run falls back to the disk checkpoint the SMP
 #       persisted (snapshot.persist_every) and says so.
 source "$(dirname "$0")/mp_common.sh"
-base_port=$((20000 + RANDOM % 20000))
+base_port=$((20000 + RANDOM % 12000))  # below the ephemeral range (torchrun --standalone picks from it)
 names=()
 cleanup() {  # stop this test's SMPs (SIGTERM: they unlink their shared memory)
   for n in "${names[@]}"; do
     for f in /dev/shm/strata-"$n"-n*.lock; do [ -f "$f" ] && kill "$(cat "$f")" 2> /dev/null || true; done
   done
   sleep 0.5
-  rm -rf "$tmp"
+  [ -n "${STRATA_KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
 }
 trap cleanup EXIT
 make_dataset
@@ -30,7 +31,7 @@ if [ "\${TORCHELASTIC_RESTART_COUNT:-0}" != 0 ] || [ "\$RANK" != "\$VICTIM" ]; t
 "$bin" "\$@" &
 pid=\$!
 while kill -0 \$pid 2> /dev/null; do
-  if [ "\$(wc -l < "\$RUN/metrics.jsonl" 2> /dev/null || echo 0)" -ge "\$KILL_AT" ]; then
+  if [ -f "\$RUN/metrics.jsonl" ] && [ "\$(wc -l < "\$RUN/metrics.jsonl")" -ge "\$KILL_AT" ]; then
     for n in \$KILL_NODES; do
       kill -9 "\$(cat /dev/shm/strata-\$SMP-n\$n.lock)" 2> /dev/null
       rm -f /dev/shm/strata-\$SMP-n\$n-*
@@ -62,10 +63,11 @@ go() {
 same_bits() {
   "$compare" "$1" "$2" 0 || { echo "FAIL: $1 is not bitwise equal to $2"; tail -20 "$1.log"; exit 1; }
 }
-ec=(--set snapshot.ec_k=3 --set snapshot.ec_m=1 --set snapshot.persist_every=4)
+ec=(--set snapshot.ec_k=3 --set snapshot.ec_m=1)
+persist=(--set snapshot.persist_every=4)
 
 t0=$(date +%s)
-go ref22 2 $base_port -1 0 "" ; go ref41 1 $((base_port + 10)) -1 0 "" "${ec[@]}"
+go ref22 2 $base_port -1 0 "" ; go ref41 1 $((base_port + 10)) -1 0 "" "${ec[@]}" "${persist[@]}"
 expect_log "$tmp/ref41/smp-n0.log" "erasure coding RS(3, 1)"
 same_bits "$tmp/ref41" "$tmp/ref22"  # snapshots do not change the run
 
@@ -86,7 +88,7 @@ echo "(b) node 2 lost after step $at: $(grep -o 'rebuilt .* in [0-9.]* s' "$tmp/
 
 # (c) nodes 1 and 2 lost: more than m = 1, back to the persisted disk checkpoint.
 at=$((10 + RANDOM % 10))
-go kill_two 1 $((base_port + 40)) 1 $at "1 2" "${ec[@]}"
+go kill_two 1 $((base_port + 40)) 1 $at "1 2" "${ec[@]}" "${persist[@]}"
 expect_log "$tmp/kill_two/smp-n1.log" "unrecoverable"
 expect_log "$tmp/kill_two.log" "falling back to the disk checkpoint"
 expect_log "$tmp/kill_two/smp-n0.log" "persisted snapshot step"
