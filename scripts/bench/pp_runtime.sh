@@ -16,10 +16,13 @@ bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 tmp=$(mktemp -d /tmp/strata_ppbench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 export OMP_NUM_THREADS=1 STRATA_LOG_LEVEL=info
-for i in $(seq 1 3000); do echo "Verse $i: and the $((i * 7919 % 997)) sheep went over the $((i % 13)) hills."; done > "$tmp/c.txt"
+for i in $(seq 1 3000); do
+  echo "Verse $i: and the $((i * 7919 % 997)) sheep went over the $((i % 13)) hills."
+  if ((i % 40 == 0)); then echo; fi  # document breaks, so prep can split off validation
+done > "$tmp/c.txt"
 "$bin" prep --input "$tmp/c.txt" --out "$tmp/data" > "$tmp/prep.log" 2>&1 || { cat "$tmp/prep.log"; exit 1; }
 steps="${PP_BENCH_STEPS:-6}"
-echo "nproc $(nproc); model gpt n_layer 8 d_model 128 seq 64 micro_batch 4; $steps steps (first not timed)"
+echo "nproc $(nproc --all); model gpt n_layer 8 d_model 128 seq 64 micro_batch 4; $steps steps (first not timed)"
 printf "%-12s %2s %3s %2s | %-9s %-9s | %s\n" schedule p m v measured theory "per rank"
 for p in ${PP_BENCH_P:-2 4}; do
   for m in ${PP_BENCH_M:-2 4 8 16}; do
