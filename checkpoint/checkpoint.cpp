@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "checkpoint/manifest.pb.h"
+#include "checkpoint/sliced.hpp"
 #include "core/crc32c.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -68,8 +69,15 @@ fs::path save_checkpoint(const fs::path& root, const CheckpointState& state) {
   try {
     write_file_durable(tmp / "tensors.bin", blob);
     write_file_durable(tmp / "manifest.pb", man.SerializeAsString());
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);  // re-saving the same step replaces it
+    // Re-saving the same step replaces it; the old copy is moved aside (not deleted) until the new
+    // one is in place, so a crash in between loses no data (the old copy stays as .old_step_N).
+    fs::path old_dir;
+    if (fs::exists(final_dir)) {
+      old_dir = root / fmt::format(".old_step_{}.{}", state.step, ::getpid());
+      fs::rename(final_dir, old_dir);
+    }
     publish_directory(tmp, final_dir);
+    if (!old_dir.empty()) fs::remove_all(old_dir);
   } catch (...) {
     std::error_code ec;
     fs::remove_all(tmp, ec);
@@ -83,6 +91,7 @@ CheckpointState load_checkpoint(const fs::path& dir) {
   std::string bytes = read_file(man_path);
   pb::Manifest man;
   if (!man.ParseFromString(bytes)) fail("checkpoint '{}': manifest.pb is not a valid manifest", dir.string());
+  if (man.version() == 2) return load_sliced_checkpoint(dir);  // checkpoint/sliced.hpp
   if (man.version() != 1) fail("checkpoint '{}': manifest version {} is not supported", dir.string(), man.version());
   CheckpointState st;
   st.step = man.step();
