@@ -235,6 +235,14 @@ std::vector<Field> build() {
   b.integer("reweighting.burn_in_steps", M(reweighting.burn_in_steps), 0, kBig);
   b.real("reweighting.delta", M(reweighting.delta), 1e-6, 1e6);
   b.boolean("reweighting.token_weighted", M(reweighting.token_weighted));
+  // sparsity (specs/sparsity.md)
+  b.text("sparsity.method", M(sparsity.method), {"none", "static", "gradual"});
+  b.real("sparsity.sparsity", M(sparsity.sparsity), 0.0, 1.0);
+  b.real("sparsity.start_fraction", M(sparsity.start_fraction), 0.0, 1.0);
+  b.real("sparsity.end_fraction", M(sparsity.end_fraction), 0.0, 1.0);
+  b.integer("sparsity.prune_every", M(sparsity.prune_every), 1, kBig);
+  b.integer("sparsity.dense_from_step", M(sparsity.dense_from_step), -1, kBig);
+  b.integer("sparsity.seed", M(sparsity.seed), -1, kBig);
   return f;
 }
 #undef M

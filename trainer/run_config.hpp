@@ -10,6 +10,7 @@
 #include "optim/config.hpp"
 #include "parallel/config.hpp"
 #include "reweighting/config.hpp"
+#include "sparsity/config.hpp"
 #include "snapshot/config.hpp"
 
 namespace strata::trainer {
@@ -46,6 +47,7 @@ struct RunConfig {
   parallel::ParallelConfig parallel;
   growth::GrowthConfig growth;
   reweighting::ReweightConfig reweighting;
+  sparsity::SparsityConfig sparsity;
   snapshot::SnapshotConfig snapshot;
 };
 

@@ -26,6 +26,7 @@
 #include "trainer/device_info.hpp"
 #include "trainer/hf_interchange.hpp"
 #include "trainer/recipe.hpp"
+#include "trainer/sparsity_hook.hpp"
 
 namespace strata::trainer {
 namespace fs = std::filesystem;
@@ -144,6 +145,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     spdlog::info("optimizer {} ({} estimator, refresh every {} steps); weight decay rule {}", cfg_.optim.name,
                  opt_->hessian_estimator(), opt_->hessian_interval(), cfg_.optim.decay_rule);
   }
+  sparsifier_ = make_trainer_sparsifier(cfg_, *model_, mesh_->dp()->size(), is_main());  // sparsity.method != none
 
   if (cfg_.reweighting.strategy != "none") {  // reweighting/reweighter.hpp; weights over the dp group
     reweighter_ = std::make_unique<reweighting::Reweighter>(cfg_.reweighting, mesh_->dp());
@@ -281,6 +283,10 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
   if (hessian_gen_.defined()) st.tensors["rng.hessian"] = hessian_gen_.get_state();
   for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
   if (cfg_.growth.enabled()) st.meta["growth.stage"] = growth_pending_ ? "source" : "target";
+  if (sparsifier_) {  // masks, per-matrix zero counts, accumulators; the prunable set as run metadata
+    for (const auto& [k, v] : sparsifier_->state()) st.tensors[k] = v;
+    st.meta["sparsity.prunable"] = sparsifier_->prunable_list();
+  }
   st.meta["samples_consumed"] =
       std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum * mesh_->dp()->size());
   return st;
@@ -323,6 +329,7 @@ void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::st
     if (it == st.tensors.end()) fail("checkpoint '{}' has no 'rng.hessian' generator state, which optim.name = {} needs", dir, cfg_.optim.name);
     hessian_gen_.set_state(it->second);
   }
+  if (sparsifier_) sparsifier_->load_state(st.tensors, dir);
   // Re-warming for continual pretraining: a new peak lr at resume restarts the warmup here.
   const auto saved = load_recipe_text(st.config_yaml, dir + " (recipe)");
   if (cfg_.schedule.rewarm_steps > 0 && cfg_.schedule.rewarm_from < 0 && saved.optim.lr != cfg_.optim.lr) {
@@ -365,6 +372,8 @@ TrainResult Trainer::run(int64_t stop_after) {
   std::vector<std::pair<std::string, double>> last_curvature;  // Sophia: the latest refresh's metrics
   for (int64_t step = start_step_; step < t.steps; ++step) {
     if (growth_pending_ && step == growth_step_) grow_now(step);
+    if (sparsifier_ && sparsifier_->on_step_begin(step, *opt_))  // pruning events; dense phase: fresh optimizer
+      opt_ = fresh_optimizer(*opt_, cfg_, dp_size);
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     if (pipe_) loss_sum = pipe_->train_step(step, *data_, dp_.get());  // micro-batches = train.grad_accum
@@ -384,6 +393,7 @@ TrainResult Trainer::run(int64_t stop_after) {
       loss_sum = loss_sum.reshape({1});
       mesh_->dp()->all_reduce(loss_sum, parallel::ReduceOp::Avg)->wait();  // the logged loss is the global mean
     }
+    if (sparsifier_) sparsifier_->after_backward();  // gradients at pruned entries = 0 before clipping
     const double gnorm = pipe_ ? pipe_->clip_grad_norm(cfg_.optim.grad_clip)
                                : optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
     if (snapshot_) snapshot_->before_update();  // the background snapshot copy must finish before the weights change
@@ -391,6 +401,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     opt_->zero_grad();
     std::vector<std::pair<std::string, double>> curvature;
     if (optim::hessian_refresh_due(step, opt_->hessian_interval())) last_curvature = curvature = refresh_hessian(step);
+    if (sparsifier_) sparsifier_->after_step(*opt_);  // weights and optimizer state at pruned entries = 0
     const double loss = loss_sum.sum().item<double>() / t.grad_accum;
     if (!std::isfinite(loss)) fail("step {}: loss is {} (diverged); lower optim.lr or check the data", step + 1, loss);
     res.losses.push_back(loss);
@@ -399,6 +410,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     std::vector<std::pair<std::string, double>> row = {{"step", double(done)}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}};
     row.insert(row.end(), curvature.begin(), curvature.end());
     for (auto& kv : reweight_stats_.take()) row.push_back(kv);  // reweight/{entropy,max_weight,l_min,l_max}
+    if (sparsifier_) for (auto& kv : sparsifier_->metrics()) row.push_back(kv);  // sparsity, n_avg, eff_flops...
     const bool log_now = done % t.log_every == 0 || done == t.steps;
     if (log_now) {
       double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
@@ -411,6 +423,7 @@ TrainResult Trainer::run(int64_t stop_after) {
         for (const auto& [k, v] : last_curvature) line += fmt::format("{}{} {:.4g}", line.empty() ? "" : " | ", k, v);
         spdlog::info("step {:>6} | latest hessian refresh: {}", done, line);
       }
+      if (sparsifier_) spdlog::info("step {:>6} | {}", done, sparsity_log_line(*sparsifier_));
       row.push_back({"tokens_per_s", tps});
       row.push_back({"gflops", tps * flops_per_token / 1e9});
       if (device_.is_cuda()) {  // model FLOPs (spec §3); MFU against the devices' dense bf16 peak when known

@@ -17,6 +17,7 @@
 #include "parallel/mesh.hpp"
 #include "parallel/runtime.hpp"
 #include "reweighting/reweighter.hpp"
+#include "sparsity/sparsifier.hpp"
 #include "trainer/metrics.hpp"
 #include "trainer/pipeline_train.hpp"
 #include "trainer/run_config.hpp"
@@ -90,6 +91,7 @@ class Trainer {
   bool is_main() const { return runtime_->world().is_main(); }
   std::unique_ptr<reweighting::Reweighter> reweighter_;  // reweighting.strategy != none
   reweighting::StatsMeter reweight_stats_;                 // weight stats of the micro-steps since the last row
+  std::unique_ptr<sparsity::Sparsifier> sparsifier_;      // sparsity.method != none (trainer/sparsity_hook.hpp)
   double dp_backward_s_ = 0;                          // backward compute of the final micro-batches
   std::unique_ptr<SnapshotHook> snapshot_;            // snapshot.enabled: in-memory snapshots (trainer/snapshot_hook.hpp)
   std::unique_ptr<PipelineTrainer> pipe_;  // parallel.pp > 1: this rank's stage (trainer/pipeline_train.hpp)
