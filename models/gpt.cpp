@@ -38,7 +38,7 @@ void Gpt::init_weights(uint64_t seed) { init_transformer(*this, cfg_, seed); }
 at::Tensor Gpt::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {
   const int64_t T = ids.size(1);
   if (T > cfg_.max_seq_len) fail("gpt: sequence length {} exceeds model.max_seq_len = {}", T, cfg_.max_seq_len);
-  auto x = tok_emb(ids) + pos_emb.narrow(0, 0, T);
+  auto x = tok_emb->lookup_add(ids, pos_emb.narrow(0, 0, T));
   x = at::dropout(x, cfg_.dropout, is_training());
   for (const auto& b : *blocks) x = b->as<GptBlock>()->forward(x);
   x = norm_f(x);

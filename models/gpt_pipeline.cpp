@@ -9,7 +9,7 @@ namespace strata::models {
 at::Tensor Gpt::forward_embed(const at::Tensor& ids) {
   const int64_t T = ids.size(1);
   if (T > cfg_.max_seq_len) fail("gpt: sequence length {} exceeds model.max_seq_len = {}", T, cfg_.max_seq_len);
-  return at::dropout(tok_emb(ids) + pos_emb.narrow(0, 0, T), cfg_.dropout, is_training());
+  return at::dropout(tok_emb->lookup_add(ids, pos_emb.narrow(0, 0, T)), cfg_.dropout, is_training());
 }
 
 at::Tensor Gpt::forward_layers(const at::Tensor& x, int64_t begin, int64_t end) {

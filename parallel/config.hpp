@@ -15,6 +15,8 @@ struct ParallelConfig {
   double bucket_mb = 25.0;       // data-parallel gradient bucket size
   bool zero1 = false;            // shard optimizer state over dp (ZeRO stage 1)
   bool overlap = true;           // all-reduce buckets during backward (false: all after it; for benchmarks)
+  bool sequence_parallel = false;  // tp > 1: split norm/dropout regions along the sequence
+  int64_t vocab_multiple = 128;    // tp > 1: vocabulary padded to a multiple of vocab_multiple x tp
   // Pipeline parallelism (pp > 1; trainer/pipeline_train.hpp): one training step's micro-batches are
   // train.grad_accum; chunks per rank for the interleaved schedule; how layers are cut into chunks.
   std::string schedule = "1f1b";     // gpipe | 1f1b | interleaved

@@ -1,5 +1,6 @@
 #include "parallel/parallelize.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -8,6 +9,7 @@
 #include "core/error.hpp"
 #include "models/blocks/embedding.hpp"
 #include "models/blocks/linear.hpp"
+#include "parallel/tensor_parallel_ops.hpp"
 
 namespace strata::parallel {
 namespace {
@@ -21,6 +23,14 @@ struct Sharder {
   TensorParallelPlan& plan;
   const TensorParallelOptions& opts;
   int64_t t, r;
+
+  // Records that every rank q holds [start_of(q), start_of(q) + local) of dimension dim of p.
+  template <class StartOf>
+  void record(const at::Tensor& p, int64_t dim, int64_t full, int64_t local, StartOf start_of) {
+    ShardLayout l{dim, full, local, {}};
+    for (int64_t q = 0; q < t; ++q) l.starts.push_back(start_of(q));
+    plan.layouts[key(p)] = std::move(l);
+  }
 
   void column(const std::string& name, models::LinearImpl& lin) {
     const int64_t out = lin.weight.size(0), unit = lin.unit;
@@ -42,6 +52,7 @@ struct Sharder {
     for (at::Tensor* p : {&lin.weight, &lin.bias}) {
       if (!p->defined()) continue;
       assign(*p, p->narrow(0, start, rows));
+      record(*p, 0, out, rows, [&](int64_t q) { return copies > 1 ? (q / copies) * unit : q * rows; });
       plan.copies[key(*p)] = copies;
       if (copies > 1) plan.partial.push_back({*p, rows, start / unit, units});
     }
@@ -55,6 +66,7 @@ struct Sharder {
       fail("parallelize: row layer '{}' has {} input features in groups of {}, which cannot be split across tp = {}",
            name, in, unit, t);
     assign(lin.weight, lin.weight.narrow(1, r * (in / t), in / t));
+    record(lin.weight, 1, in, in / t, [&](int64_t q) { return q * (in / t); });
     plan.copies[key(lin.weight)] = 1;
     plan.sharded.push_back(name);
     lin.comm = std::make_shared<RowParallelComm>(plan.ctx);
@@ -75,6 +87,7 @@ struct Sharder {
     for (at::Tensor* p : {&lin.weight, &lin.bias}) {
       if (!p->defined()) continue;
       assign(*p, vocab_rows(*p, s));
+      record(*p, 0, s.vocab, s.local(), [&](int64_t q) { return q * s.local(); });
       plan.copies[key(*p)] = 1;
     }
     lin.comm = std::make_shared<ColumnParallelComm>(plan.ctx, /*enters_region=*/false);
@@ -83,6 +96,7 @@ struct Sharder {
   void embedding(const std::string& name, models::EmbeddingImpl& emb) {
     auto s = vocab(name, emb.weight.size(0));
     assign(emb.weight, vocab_rows(emb.weight, s));
+    record(emb.weight, 0, s.vocab, s.local(), [&](int64_t q) { return q * s.local(); });
     plan.copies[key(emb.weight)] = 1;
     emb.comm = std::make_shared<VocabParallelEmbeddingComm>(plan.ctx, s);
   }
@@ -121,6 +135,40 @@ TensorParallelPlan parallelize(torch::nn::Module& model, std::shared_ptr<Process
   for (const auto& p : model.parameters())
     if (!plan.copies.count(key(p))) plan.replicated.push_back(p);
   return plan;
+}
+
+const ShardLayout* TensorParallelPlan::layout_of(const at::Tensor& p) const {
+  auto it = layouts.find(key(p));
+  return it == layouts.end() ? nullptr : &it->second;
+}
+
+at::Tensor TensorParallelPlan::full_from_local(const at::Tensor& local, const ShardLayout& l) const {
+  if (local.dim() <= l.dim || local.size(l.dim) != l.local)
+    fail("tensor parallelism: a tensor of shape {} is not a {}-element shard of dimension {} (rank {} of {})",
+         local.sizes(), l.local, l.dim, ctx->group->rank(), ctx->group->size());
+  torch::NoGradGuard no_grad;
+  auto all = all_gather_along(local.detach(), l.dim, *ctx->group);  // rank q's part at q * local
+  auto shape = local.sizes().vec();
+  shape[l.dim] = l.full;
+  auto full = at::zeros(shape, local.options());
+  for (size_t q = 0; q < l.starts.size(); ++q) {
+    const int64_t n = std::min(l.local, l.full - l.starts[q]);
+    if (n > 0) full.narrow(l.dim, l.starts[q], n).copy_(all.narrow(l.dim, q * l.local, n));
+  }
+  return full;
+}
+
+at::Tensor TensorParallelPlan::local_from_full(const at::Tensor& full, const ShardLayout& l) const {
+  const int64_t r = ctx->group->rank();
+  if (full.dim() <= l.dim || full.size(l.dim) != l.full)
+    fail("tensor parallelism: a tensor of shape {} does not have the full size {} in dimension {} (rank {} of {})",
+         full.sizes(), l.full, l.dim, r, ctx->group->size());
+  auto shape = full.sizes().vec();
+  shape[l.dim] = l.local;
+  auto out = at::zeros(shape, full.options());
+  const int64_t n = std::min(l.local, l.full - l.starts[r]);
+  if (n > 0) out.narrow(l.dim, 0, n).copy_(full.narrow(l.dim, l.starts[r], n));
+  return out;
 }
 
 void TensorParallelPlan::sync_grads() const {

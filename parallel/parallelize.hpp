@@ -32,10 +32,21 @@ struct TensorParallelOptions {
   // column layers all-gather the sequence, row layers reduce-scatter it, the embedding lookup
   // reduce-scatters. Everything the model does outside the regions must then be per-token (norms,
   // dropout, residual adds); sync_grads() sums the partial gradients of the replicated parameters.
-  // GPT adds learned positions for the whole sequence after the lookup, so it does not qualify yet.
+  // Learned positions pass through models::Embedding::lookup_add(ids, positions), which adds each rank's
+  // chunk of them after the reduce-scatter (their gradients are then partial and summed too).
   bool sequence_parallel = false;
   uint64_t dropout_seed = 0;     // tp rank r draws dropout inside regions from seed + 2718 + r (Megatron)
   c10::DeviceType device = c10::DeviceType::CPU;
+};
+
+// How one parameter is laid out over the tp group: rank q holds elements [starts[q], starts[q] + local)
+// of dimension `dim` of the full tensor (whose size there is `full`; rows at or beyond `full` are
+// vocabulary padding, zero). Ranks may share a range (replicated KV heads).
+struct ShardLayout {
+  int64_t dim = 0;
+  int64_t full = 0;
+  int64_t local = 0;
+  std::vector<int64_t> starts;
 };
 
 struct TensorParallelPlan {
@@ -53,6 +64,15 @@ struct TensorParallelPlan {
   std::vector<PartialReplica> partial;
   std::vector<std::string> sharded;  // names of the layers that were sliced, for logs and tests
   std::vector<at::Tensor> replicated;  // parameters every tp rank holds whole (norms, positions, row biases)
+  std::unordered_map<const void*, ShardLayout> layouts;  // every sharded parameter
+
+  // The layout of parameter `p`, or null when every tp rank holds it whole.
+  const ShardLayout* layout_of(const at::Tensor& p) const;
+  // Checkpoints stay layout-independent: full_from_local all-gathers `local` (this rank's part of a
+  // tensor laid out as `l`: a parameter or a same-shaped optimizer moment) into the full tp = 1
+  // tensor (collective over the tp group); local_from_full takes this rank's part of a full tensor.
+  at::Tensor full_from_local(const at::Tensor& local, const ShardLayout& l) const;
+  at::Tensor local_from_full(const at::Tensor& full, const ShardLayout& l) const;
 
   int64_t tp() const { return ctx->group->size(); }
   // Call after backward (before data-parallel reduction and clipping): sums the gradients of units

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#include "core/error.hpp"
 #include "parallel/tensor_parallel_ops.hpp"
 
 namespace strata::parallel {
@@ -53,8 +54,20 @@ at::Tensor RowParallelComm::after(const at::Tensor& y, const at::Tensor& bias) {
   return bias.defined() ? out + bias : out;  // replicated bias, added once after the reduce
 }
 
-at::Tensor VocabParallelEmbeddingComm::lookup(const at::Tensor& weight, const at::Tensor& ids) {
-  return vocab_parallel_embedding(weight, ids, shard_, *ctx_->group, ctx_->sequence_parallel ? ctx_->seq_dim : -1);
+at::Tensor VocabParallelEmbeddingComm::lookup(const at::Tensor& weight, const at::Tensor& ids, const at::Tensor& add) {
+  auto& g = *ctx_->group;
+  auto y = vocab_parallel_embedding(weight, ids, shard_, g, ctx_->sequence_parallel ? ctx_->seq_dim : -1);
+  if (!add.defined()) return y;
+  if (!ctx_->sequence_parallel) return y + add;
+  // Sequence parallelism: y is this rank's chunk of the sequence, so it takes the same chunk of the
+  // per-position values. narrow's backward pads with zeros: the replicated source (e.g. learned
+  // positions) gets a partial gradient that TensorParallelPlan::sync_grads() sums over the group.
+  const int64_t dim = ctx_->seq_dim - (y.dim() - add.dim());
+  if (dim < 0 || add.size(dim) != y.size(ctx_->seq_dim) * g.size())
+    fail("{}: values added to a sequence-parallel embedding have shape {}, which does not cover the {} positions of "
+         "the sequence (rank {})", g.name(), add.sizes(), y.size(ctx_->seq_dim) * g.size(), g.rank());
+  const int64_t len = y.size(ctx_->seq_dim);
+  return y + add.narrow(dim, g.rank() * len, len);
 }
 
 at::Tensor VocabParallelEmbeddingComm::logits(const at::Tensor& weight, const at::Tensor& x) {

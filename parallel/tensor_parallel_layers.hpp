@@ -68,7 +68,7 @@ class VocabParallelEmbeddingComm final : public models::EmbeddingComm {
  public:
   VocabParallelEmbeddingComm(std::shared_ptr<TpContext> ctx, VocabShard shard)
       : ctx_(std::move(ctx)), shard_(shard) {}
-  at::Tensor lookup(const at::Tensor& weight, const at::Tensor& ids) override;
+  at::Tensor lookup(const at::Tensor& weight, const at::Tensor& ids, const at::Tensor& add) override;
   at::Tensor logits(const at::Tensor& weight, const at::Tensor& x) override;
 
  private:

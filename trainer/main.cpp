@@ -9,6 +9,7 @@
 #include "growth/apply.hpp"
 #include "parallel/runtime.hpp"
 #include "parallel/world.hpp"
+#include "trainer/ckpt_cli.hpp"
 #include "trainer/data_bench.hpp"
 #include "trainer/generate.hpp"
 #include "trainer/pipeline_cli.hpp"
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
   dbench_cmd->add_option("--prep-threads", dbench.prep_threads, "prep tokenizer threads (0 = all cores)")->capture_default_str();
   dbench_cmd->add_option("--train-steps", dbench.train_steps, "timed trainer steps")->capture_default_str();
 
+  trainer::CkptCliOptions ckpt;
+  auto* ckpt_cmd = trainer::add_ckpt_command(app, ckpt);
   trainer::PipelineCliOptions pipe;
   auto* pipe_cmd = trainer::add_pipeline_command(app, pipe);
 
@@ -139,6 +142,8 @@ int main(int argc, char** argv) {
       return trainer::run_smp_command(smp);
     } else if (*sbench_cmd) {
       trainer::bench_snapshot(sbench);
+    } else if (*ckpt_cmd) {
+      return trainer::run_ckpt_command(ckpt);
     } else if (*pipe_cmd) {
       return trainer::run_pipeline_command(pipe);
     } else if (*gen_cmd) {

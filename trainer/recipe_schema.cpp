@@ -193,6 +193,7 @@ std::vector<Field> build() {
   b.integer("checkpoint.every", M(checkpoint.every), 0, kBig);
   b.integer("checkpoint.keep", M(checkpoint.keep), 1, 1 << 20);
   b.integer("checkpoint.keep_every", M(checkpoint.keep_every), 0, kBig);
+  b.boolean("checkpoint.async", M(checkpoint.async));
   // snapshot (specs/snapshots.md): in-memory snapshots held by each node's SMP
   b.boolean("snapshot.enabled", M(snapshot.enabled));
   b.integer("snapshot.every_steps", M(snapshot.every_steps), 1, kBig);

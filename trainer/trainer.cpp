@@ -270,7 +270,10 @@ double Trainer::evaluate() {
 }
 
 checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
-  auto opt_state = opt_->state();  // collective under ZeRO-1: every rank takes part
+  return capture_state(step, opt_->state());  // collective under ZeRO-1: every rank takes part
+}
+
+checkpoint::CheckpointState Trainer::capture_state(int64_t step, std::map<std::string, at::Tensor> opt_state) {
   // Pipeline: the other stages' model.* / optim.* tensors reach world rank 0 (collective).
   const auto other_stages = pipe_ ? pipe_->gather_to_main(opt_state) : std::map<std::string, at::Tensor>{};
   checkpoint::CheckpointState st;
@@ -292,21 +295,7 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
   return st;
 }
 
-void Trainer::save(int64_t step) {
-  auto st = capture_state(step);  // collective under ZeRO-1
-  if (!is_main()) return;
-  fs::path root = fs::path(cfg_.run.dir) / "checkpoints";
-  auto dir = checkpoint::save_checkpoint(root, st);
-  checkpoint::apply_retention(root, cfg_.checkpoint.keep, cfg_.checkpoint.keep_every);
-  spdlog::info("checkpoint: wrote {}", dir.string());
-}
-
-void Trainer::restore(const std::string& dir) {
-  restore_state(checkpoint::load_checkpoint(dir), dir);
-  spdlog::info("resumed from {} at step {}", dir, start_step_);
-}
-
-void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::string& dir) {
+void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::string& dir, bool load_optimizer) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : params_) {
     auto it = st.tensors.find("model." + name);
@@ -319,7 +308,7 @@ void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::st
   std::map<std::string, at::Tensor> opt_state;
   for (const auto& [k, v] : st.tensors)
     if (k.rfind("optim.", 0) == 0) opt_state[k.substr(6)] = v.to(device_);
-  if (!opt_state.empty() || !st.meta.count("growth.operator")) opt_->load_state(opt_state);  // `strata grow`: fresh moments
+  if (load_optimizer && (!opt_state.empty() || !st.meta.count("growth.operator"))) opt_->load_state(opt_state);  // `strata grow`: fresh moments
   if (auto it = st.tensors.find("rng.cpu"); it != st.tensors.end()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     gen.set_state(it->second);
@@ -464,6 +453,11 @@ TrainResult Trainer::run(int64_t stop_after) {
                  st.bytes_per_step / 1e6, st.wire_bytes_per_step / 1e6, dp_backward_s_, st.wait_s,
                  100.0 * st.wait_s / std::max(1e-12, dp_backward_s_ + st.wait_s), st.steps);
   }
+  wait_for_saves();  // the final (asynchronous) checkpoint is committed before the run returns
+  if (ckpt_saves_ > 0)
+    spdlog::info("checkpoint: {} saves blocked training for {:.4f} s in total ({:.4f} s per save, {}){}", ckpt_saves_,
+                 ckpt_blocked_s_, ckpt_blocked_s_ / ckpt_saves_, cfg_.checkpoint.async ? "asynchronous" : "synchronous",
+                 cfg_.checkpoint.async ? fmt::format("; waited {:.4f} s for the last one to commit", ckpt_final_wait_s_) : "");
   if (snapshot_) snapshot_->finish();
   return res;
 }

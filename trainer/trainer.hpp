@@ -7,7 +7,9 @@
 
 #include <ATen/core/Generator.h>
 
+#include "checkpoint/async_saver.hpp"
 #include "checkpoint/checkpoint.hpp"
+#include "checkpoint/sliced.hpp"
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "data/training_data.hpp"
@@ -48,10 +50,21 @@ class Trainer {
   // ones: copy them before the next optimizer step changes them.
   checkpoint::CheckpointState capture_state(int64_t step);
   // Loads a captured state (a disk checkpoint or a snapshot); `where` names it in errors.
-  void restore_state(const checkpoint::CheckpointState& st, const std::string& where);
+  // load_optimizer = false leaves the optimizer alone (ZeRO-1 sliced restore loads it itself).
+  void restore_state(const checkpoint::CheckpointState& st, const std::string& where, bool load_optimizer = true);
 
  private:
+  // Disk checkpoints (trainer/checkpoint_io.cpp): synchronous or asynchronous (checkpoint.async);
+  // under ZeRO-1 (tp = pp = 1) every dp rank writes its optimizer shard as slices of the sliced format.
   void save(int64_t step);
+  void wait_for_saves();  // the asynchronous save in flight is committed (all ranks); rethrows its error
+  bool sliced_optimizer() const;
+  void capture_sliced(int64_t step, checkpoint::CheckpointState& st, std::vector<checkpoint::OwnedSlice>& slices);
+  checkpoint::CheckpointState capture_state(int64_t step, std::map<std::string, at::Tensor> opt_state);
+  std::unique_ptr<checkpoint::AsyncSaver> saver_;
+  std::string save_nonce_;  // sliced saves: rank 0's value, names the shared temporary directory
+  int64_t save_count_ = 0, ckpt_saves_ = 0;
+  double ckpt_blocked_s_ = 0, ckpt_final_wait_s_ = 0;  // time save() blocked training; the final wait
   void restore(const std::string& dir);
   // Model growth (recipe `growth:`, trainer/growth_event.cpp): the run trains growth_source_ until
   // growth_step_, then grows into cfg_.model; growth_meta_ (the map used) goes into checkpoints.

@@ -7,7 +7,11 @@ namespace strata::models {
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim) { weight = register_parameter("weight", at::empty({vocab, dim})); }
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) {
-  return comm ? comm->lookup(weight, ids) : at::embedding(weight, ids);
+  return comm ? comm->lookup(weight, ids, at::Tensor()) : at::embedding(weight, ids);
+}
+
+at::Tensor EmbeddingImpl::lookup_add(const at::Tensor& ids, const at::Tensor& add) {
+  return comm ? comm->lookup(weight, ids, add) : at::embedding(weight, ids) + add;
 }
 
 at::Tensor EmbeddingImpl::logits(const at::Tensor& x) { return comm ? comm->logits(weight, x) : at::linear(x, weight); }

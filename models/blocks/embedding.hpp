@@ -11,7 +11,9 @@ namespace strata::models {
 class EmbeddingComm {
  public:
   virtual ~EmbeddingComm() = default;
-  virtual at::Tensor lookup(const at::Tensor& weight, const at::Tensor& ids) = 0;
+  // ids -> rows of `weight`, plus `add` (undefined, or per-position values [.., T, dim] aligned with
+  // the trailing dimensions of the result, e.g. learned positions) added once per token.
+  virtual at::Tensor lookup(const at::Tensor& weight, const at::Tensor& ids, const at::Tensor& add) = 0;
   virtual at::Tensor logits(const at::Tensor& weight, const at::Tensor& x) = 0;
 };
 
@@ -19,6 +21,10 @@ class EmbeddingImpl : public torch::nn::Module {
  public:
   EmbeddingImpl(int64_t vocab, int64_t dim);
   at::Tensor forward(const at::Tensor& ids);  // ids [..] -> [.., dim]
+  // ids [B, T] -> embedding + add, with add [T, dim] (or broadcastable to [B, T, dim]): learned
+  // positions go through here so that a sequence-parallel split can add each rank's positions to its
+  // own part of the sequence.
+  at::Tensor lookup_add(const at::Tensor& ids, const at::Tensor& add);
   at::Tensor logits(const at::Tensor& x);     // x [.., dim] -> [.., vocab] (tied output layer)
 
   at::Tensor weight;                   // [vocab, dim]

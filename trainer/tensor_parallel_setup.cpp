@@ -1,0 +1,99 @@
+#include "trainer/tensor_parallel_setup.hpp"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.hpp"
+#include "parallel/vocab_parallel.hpp"
+
+namespace strata::trainer {
+
+std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::LanguageModel& model, const NamedTensors& params,
+                                                                 const parallel::DeviceMesh& mesh, const RunConfig& cfg,
+                                                                 at::Device device) {
+  const int64_t t = mesh.tp()->size();
+  if (t == 1) {
+    if (cfg.parallel.sequence_parallel)
+      spdlog::warn("parallel.sequence_parallel = true has no effect with parallel.tp = 1");
+    return nullptr;
+  }
+  // What the tp path does not carry yet: refuse rather than train something else.
+  auto refuse = [&](const std::string& what) {
+    fail("parallel.tp = {}: {} is not supported with tensor parallelism yet (rank {})", t, what, mesh.rank());
+  };
+  if (cfg.parallel.pp > 1) refuse("parallel.pp > 1 (pipeline and tensor parallelism together)");
+  if (cfg.parallel.zero1) refuse("parallel.zero1 = true (set parallel.zero1 = false; plain data parallelism composes)");
+  if (cfg.model.arch == "bert") refuse("model.arch = bert (its MLM output bias is not split by vocabulary)");
+  if (cfg.optim.name == "sophia") refuse("optim.name = sophia (its curvature refresh uses full logits)");
+  if (cfg.reweighting.strategy != "none") refuse("reweighting.strategy = " + cfg.reweighting.strategy);
+  if (cfg.growth.enabled()) refuse("a growth: section (model growth)");
+  if (cfg.train.activation_checkpointing)
+    refuse("train.activation_checkpointing = true (recomputation would replay collectives and the tp dropout stream)");
+
+  parallel::TensorParallelOptions o;
+  o.vocab_multiple = cfg.parallel.vocab_multiple;
+  o.sequence_parallel = cfg.parallel.sequence_parallel;
+  o.dropout_seed = static_cast<uint64_t>(cfg.run.seed);
+  o.device = device.type();
+  if (o.sequence_parallel && cfg.train.seq_len % t != 0)
+    fail("parallel.sequence_parallel = true needs train.seq_len ({}) to be a multiple of parallel.tp ({})",
+         cfg.train.seq_len, t);
+  auto setup = std::unique_ptr<TensorParallelSetup>(new TensorParallelSetup());
+  setup->plan_ = parallel::parallelize(model, mesh.tp(), o);
+  if (!setup->plan_.has_vocab)
+    fail("parallel.tp = {}: model.arch {} has no vocabulary-parallel output layer", t, cfg.model.arch);
+  for (const auto& [name, p] : params)
+    if (const auto* l = setup->plan_.layout_of(p)) setup->layout_by_name_[name] = l;
+  spdlog::info("tensor parallel: tp = {} (group {}), {} layers sharded, vocabulary {} padded to {} ({} per rank){}", t,
+               mesh.tp()->name(), setup->plan_.sharded.size(), setup->plan_.vocab.vocab, setup->plan_.vocab.padded,
+               setup->plan_.vocab.local(), o.sequence_parallel ? ", sequence parallel" : "");
+  return setup;
+}
+
+at::Tensor TensorParallelSetup::loss(const at::Tensor& local_logits, const at::Tensor& targets) const {
+  return parallel::vocab_parallel_cross_entropy_mean(local_logits.to(at::kFloat), targets, plan_.vocab,
+                                                     *plan_.ctx->group);
+}
+
+NamedTensors TensorParallelSetup::full_params(const NamedTensors& params) const {
+  NamedTensors out;
+  for (const auto& [name, p] : params) {
+    auto it = layout_by_name_.find(name);
+    out.emplace_back(name, it == layout_by_name_.end() ? p : plan_.full_from_local(p, *it->second));
+  }
+  return out;
+}
+
+const parallel::ShardLayout* TensorParallelSetup::layout_of_key(const std::string& key) const {
+  // Optimizer state is keyed "<optimizer>.<kind>.<parameter name>"; the longest matching name wins.
+  const parallel::ShardLayout* best = nullptr;
+  size_t best_len = 0;
+  for (const auto& [name, l] : layout_by_name_)
+    if (key.size() > name.size() && name.size() > best_len && key.compare(key.size() - name.size(), name.size(), name) == 0 &&
+        key[key.size() - name.size() - 1] == '.') {
+      best = l;
+      best_len = name.size();
+    }
+  return best;
+}
+
+std::map<std::string, at::Tensor> TensorParallelSetup::full_optim_state(const std::map<std::string, at::Tensor>& state) const {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [key, v] : state) {  // std::map: the same key order on every rank, so collectives match
+    const auto* l = layout_of_key(key);
+    out[key] = l && v.dim() > l->dim && v.size(l->dim) == l->local ? plan_.full_from_local(v, *l) : v;
+  }
+  return out;
+}
+
+at::Tensor TensorParallelSetup::local_param(const std::string& name, const at::Tensor& full) const {
+  auto it = layout_by_name_.find(name);
+  return it == layout_by_name_.end() ? full : plan_.local_from_full(full, *it->second);
+}
+
+at::Tensor TensorParallelSetup::local_optim(const std::string& key, const at::Tensor& full) const {
+  const auto* l = layout_of_key(key);
+  return l && full.dim() > l->dim && full.size(l->dim) == l->full ? plan_.local_from_full(full, *l) : full;
+}
+
+}  // namespace strata::trainer

@@ -1,0 +1,63 @@
+// Tensor parallelism in the trainer (pp = 1): parallel.tp > 1 shards the model over the mesh's tp
+// group after it was built and initialised with tp = 1 shapes from the run's seed on every rank, so
+// each tp rank holds exact slices of the tp = 1 weights (parallel/parallelize.hpp). Data parallelism
+// stays over the mesh's dp group: all tp ranks of one dp rank read the same micro-batches.
+//
+// The training loop asks this object for the loss (vocab-parallel cross-entropy: the model's output
+// is this rank's logit shard), the gradient sync after backward (KV heads shared by several ranks;
+// sequence-parallel partial gradients) and the clipped global grad norm (every element counted
+// once). Checkpoints stay layout-independent: full_params / full_optim_state gather the shards into
+// the tensors a tp = 1 run would save (collective over tp), and local_param / local_optim slice them
+// on load, so a run saved under one tp resumes under another.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "models/language_model.hpp"
+#include "parallel/mesh.hpp"
+#include "parallel/parallelize.hpp"
+#include "trainer/run_config.hpp"
+
+namespace strata::trainer {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+class TensorParallelSetup {
+ public:
+  // Null when the mesh's tp is 1. Refuses (with the recipe keys to change) what is not wired with
+  // tp > 1. `params` are the model's named parameters (the same tensors parallelize() reshapes).
+  static std::unique_ptr<TensorParallelSetup> create(models::LanguageModel& model, const NamedTensors& params,
+                                                     const parallel::DeviceMesh& mesh, const RunConfig& cfg,
+                                                     at::Device device);
+
+  // Mean cross-entropy over the non-ignored targets from this rank's logit shard [.., V'/t].
+  at::Tensor loss(const at::Tensor& local_logits, const at::Tensor& targets) const;
+  // After backward and the data-parallel reduction.
+  void sync_grads() const { plan_.sync_grads(); }
+  double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
+    return plan_.clip_grad_norm(params, max_norm);
+  }
+
+  // Collective over the tp group (every tp rank calls them): full tp = 1 tensors.
+  NamedTensors full_params(const NamedTensors& params) const;
+  std::map<std::string, at::Tensor> full_optim_state(const std::map<std::string, at::Tensor>& state) const;
+  // This rank's part of a full tensor read from a checkpoint (unchanged for replicated ones).
+  at::Tensor local_param(const std::string& name, const at::Tensor& full) const;
+  at::Tensor local_optim(const std::string& key, const at::Tensor& full) const;
+
+  const parallel::TensorParallelPlan& plan() const { return plan_; }
+
+ private:
+  // The layout of the parameter that optimizer-state key `key` belongs to ("adamw.m.<name>"), if any.
+  const parallel::ShardLayout* layout_of_key(const std::string& key) const;
+
+  parallel::TensorParallelPlan plan_;
+  std::map<std::string, const parallel::ShardLayout*> layout_by_name_;  // sharded parameters only
+};
+
+}  // namespace strata::trainer
