@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -30,12 +32,29 @@ void fsync_path(const fs::path& path) {
   if (rc != 0) fail("fsync of '{}' failed: {}", path.string(), std::strerror(err));
 }
 
+namespace {
+
+// Test hook: STRATA_FAULT_ENOSPC=<text> makes writes to paths containing <text> fail with ENOSPC
+// once half of the bytes are written, as a full disk would.
+bool inject_enospc(const fs::path& path) {
+  const char* v = std::getenv("STRATA_FAULT_ENOSPC");
+  return v && *v && path.string().find(v) != std::string::npos;
+}
+
+}  // namespace
+
 void write_file_durable(const fs::path& path, std::string_view bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("cannot create '{}': {}", path.string(), std::strerror(errno));
+  const bool full = inject_enospc(path);
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (full && done >= bytes.size() / 2) {
+      ::close(fd);
+      fail("write to '{}' failed after {} of {} bytes: {}", path.string(), done, bytes.size(), std::strerror(ENOSPC));
+    }
+    const size_t chunk = full ? std::max<size_t>(1, bytes.size() / 2 - done) : bytes.size() - done;
+    ssize_t n = ::write(fd, bytes.data() + done, std::min(chunk, bytes.size() - done));
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
@@ -71,7 +90,7 @@ void publish_directory(const fs::path& tmp, const fs::path& final_path) {
   std::error_code ec;
   fs::rename(tmp, final_path, ec);
   if (ec) fail("cannot publish '{}' as '{}': {}", tmp.string(), final_path.string(), ec.message());
-  fsync_path(final_path.parent_path());
+  fsync_path(final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path());
 }
 
 }  // namespace strata

@@ -14,6 +14,10 @@ struct DataConfig {
   double final_fraction = 0.0;        // e.g. 0.2: the last 20% of steps use final_weights
   bool document_mask = false;         // emit document ids / positions per sequence (Batch::doc_ids)
   std::string tokenizer = "byte";     // byte | sentencepiece: the kind the datasets must have been prepared with
+  // clm: targets are the inputs shifted by one; mlm: BERT masking (data/mlm.hpp) with targets = the
+  // original tokens at chosen positions, -100 elsewhere; auto: mlm for bidirectional models, else clm.
+  std::string objective = "auto";
+  double mlm_probability = 0.15;      // share of non-special positions chosen for MLM
 };
 
 }  // namespace strata::data

@@ -70,7 +70,24 @@ TrainingData::TrainingData(const DataConfig& cfg, int64_t seq_len, uint64_t seed
     s.val_loader = std::make_unique<BatchLoader>(*s.val, seq_len, seed, false);
     sources_.push_back(std::move(s));
   }
-  if (cfg.document_mask) eos_ = make_tokenizer(manifest().tokenizer, paths[0])->specials().eos;
+  if (cfg.objective != "auto" && cfg.objective != "clm" && cfg.objective != "mlm")
+    fail("data.objective must be auto, clm or mlm (got '{}')", cfg.objective);
+  if (cfg.document_mask || cfg.objective == "mlm") {
+    auto tok = make_tokenizer(manifest().tokenizer, paths[0]);
+    eos_ = tok->specials().eos;
+    if (cfg.objective == "mlm") {
+      if (tok->specials().mask < 0)
+        fail("data.objective = mlm needs a [MASK] token, but dataset '{}' was prepared with tokenizer '{}' which has "
+             "none; re-run `strata prep` with a tokenizer that defines one",
+             paths[0], manifest().tokenizer);
+      MlmOptions o;
+      o.mask_prob = cfg.mlm_probability;
+      o.seed = seed ^ 0x6D6C6D5F74726169ULL;  // "mlm_trai"
+      mlm_train_ = std::make_unique<MlmCollator>(*tok, o);
+      o.seed = seed ^ 0x6D6C6D5F76616C5FULL;  // "mlm_val_"
+      mlm_val_ = std::make_unique<MlmCollator>(*tok, o);
+    }
+  }
   auto phases = mixture_phases(cfg, sources_.size(), steps);
   sampler_ = std::make_unique<MixtureSampler>(sources_.size(), phases, global_batch, seed);
   if (sources_.size() > 1) {
@@ -92,8 +109,24 @@ uint64_t TrainingData::train_tokens() const {
   return n;
 }
 
-void TrainingData::finish(Batch& b) const {
+void TrainingData::finish(Batch& b, const std::vector<uint64_t>& indices, bool train) const {
   if (cfg_.document_mask) add_document_ids(b, eos_);
+  if (mlm_train_ && !train) {  // fixed validation masks
+    auto m = (*mlm_val_)(b.inputs, indices);
+    b.inputs = m.input_ids;
+    b.targets = m.labels;
+  }
+  if (train) apply_objective(b, indices);  // the model sees the T inputs, some masked, and predicts the originals
+}
+
+std::string resolve_objective(const std::string& objective, bool bidirectional_model, const std::string& arch) {
+  if (objective == "auto") return bidirectional_model ? "mlm" : "clm";
+  if (objective == "clm" && bidirectional_model)
+    fail("data.objective = clm with model.arch = {}: a bidirectional model sees the token it should predict; use "
+         "data.objective = mlm (or auto)",
+         arch);
+  if (objective != "clm" && objective != "mlm") fail("data.objective must be auto, clm or mlm (got '{}')", objective);
+  return objective;
 }
 
 Batch TrainingData::train_batch(const std::vector<uint64_t>& indices) const {
@@ -108,7 +141,7 @@ Batch TrainingData::train_batch(const std::vector<uint64_t>& indices) const {
     q[b] = static_cast<int64_t>(pick.source);
   }
   Batch out{buf.narrow(1, 0, T).contiguous(), buf.narrow(1, 1, T).contiguous(), {}, {}, src};
-  finish(out);
+  finish(out, indices, true);
   return out;
 }
 
@@ -116,7 +149,7 @@ Batch TrainingData::val_batch(size_t k, const std::vector<uint64_t>& indices) co
   if (k >= sources_.size()) fail("validation set {} out of range ({} datasets)", k, sources_.size());
   Batch out = sources_[k].val_loader->get(indices);
   out.sources.fill_(static_cast<int64_t>(k));
-  finish(out);
+  finish(out, indices, false);
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "data/config.hpp"
 #include "data/dataset.hpp"
 #include "data/mixture.hpp"
+#include "data/mlm.hpp"
 
 namespace strata::data {
 
@@ -26,12 +27,24 @@ void check_model_vocab(const DatasetManifest& m, const std::string& path, int64_
 class TrainingData {
  public:
   // global_batch: sequences per optimizer step; steps: train.steps (places the weight switch).
+  // cfg.objective = mlm masks rows (auto is clm here: the trainer resolves it from the model first).
   TrainingData(const DataConfig& cfg, int64_t seq_len, uint64_t seed, int64_t steps, uint64_t global_batch);
 
   // Training sequences for global sample indices (mixture and schedule applied).
   Batch train_batch(const std::vector<uint64_t>& indices) const;
   // Validation sequences of dataset k, in stream order: index i is always the same window.
   Batch val_batch(size_t k, const std::vector<uint64_t>& indices) const;
+
+  // Applies the training objective to rows read elsewhere (e.g. Sophia's refresh batches): MLM
+  // masking with the training seed, nothing for clm.
+  void apply_objective(Batch& b, const std::vector<uint64_t>& indices) const {
+    if (mlm_train_) {
+      auto m = (*mlm_train_)(b.inputs, indices);
+      b.inputs = m.input_ids;
+      b.targets = m.labels;
+    }
+  }
+  bool masked_lm() const { return mlm_train_ != nullptr; }
 
   size_t n_sources() const { return sources_.size(); }
   const std::string& name(size_t k) const { return sources_[k].name; }  // the directory's name
@@ -46,13 +59,20 @@ class TrainingData {
     std::unique_ptr<TokenDataset> train, val;
     std::unique_ptr<BatchLoader> train_loader, val_loader;
   };
-  void finish(Batch& b) const;
+  void finish(Batch& b, const std::vector<uint64_t>& indices, bool train) const;
 
   DataConfig cfg_;
   int64_t seq_len_;
   int32_t eos_ = -1;
   std::vector<Source> sources_;
   std::unique_ptr<MixtureSampler> sampler_;
+  // MLM: training and validation rows are masked with different seeds; validation masks are fixed
+  // (a function of the validation index), so evaluations are comparable across steps and runs.
+  std::unique_ptr<MlmCollator> mlm_train_, mlm_val_;
 };
+
+// data.objective = auto -> mlm for a bidirectional model, clm otherwise; an explicit choice that
+// contradicts the model (clm for a bidirectional model) fails naming the key.
+std::string resolve_objective(const std::string& objective, bool bidirectional_model, const std::string& arch);
 
 }  // namespace strata::data

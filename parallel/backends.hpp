@@ -22,7 +22,10 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
 bool nccl_available();
 
 // `world_rank` is this process's rank in the whole job (for messages); `kind` is "gloo" or "nccl".
+// `diag_store` (the group's prefixed rendezvous store; may be null) is used only after a collective
+// timed out, to find out which ranks of the group reached it (hang_report.hpp).
 std::shared_ptr<ProcessGroup> wrap_c10d(c10::intrusive_ptr<c10d::Backend> backend, std::string name, std::string kind,
-                                        int64_t world_rank, std::chrono::milliseconds timeout);
+                                        int64_t world_rank, std::chrono::milliseconds timeout,
+                                        c10::intrusive_ptr<c10d::Store> diag_store = {});
 
 }  // namespace strata::parallel

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "parallel/backends.hpp"
+#include "parallel/hang_report.hpp"
 
 namespace strata::parallel {
 namespace {
@@ -20,13 +21,14 @@ class C10dGroup;
 
 class C10dWork final : public Work {
  public:
-  C10dWork(c10::intrusive_ptr<c10d::Work> w, std::string op, const C10dGroup* g, std::function<void()> then)
-      : w_(std::move(w)), op_(std::move(op)), group_(g), then_(std::move(then)) {}
+  C10dWork(c10::intrusive_ptr<c10d::Work> w, std::string op, int64_t seq, const C10dGroup* g, std::function<void()> then)
+      : w_(std::move(w)), op_(std::move(op)), seq_(seq), group_(g), then_(std::move(then)) {}
   void wait() override;
 
  private:
   c10::intrusive_ptr<c10d::Work> w_;
   std::string op_;
+  int64_t seq_;  // the group's collective sequence number; -1 for point-to-point
   const C10dGroup* group_;
   std::function<void()> then_;
   bool done_ = false;
@@ -35,8 +37,9 @@ class C10dWork final : public Work {
 class C10dGroup final : public ProcessGroup, public std::enable_shared_from_this<C10dGroup> {
  public:
   C10dGroup(c10::intrusive_ptr<c10d::Backend> b, std::string name, std::string kind, int64_t world_rank,
-            std::chrono::milliseconds timeout)
-      : b_(std::move(b)), name_(std::move(name)), kind_(std::move(kind)), world_rank_(world_rank), timeout_(timeout) {}
+            std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Store> diag)
+      : b_(std::move(b)), name_(std::move(name)), kind_(std::move(kind)), world_rank_(world_rank), timeout_(timeout),
+        diag_(std::move(diag)) {}
 
   int64_t rank() const override { return b_->getRank(); }
   int64_t size() const override { return b_->getSize(); }
@@ -44,6 +47,12 @@ class C10dGroup final : public ProcessGroup, public std::enable_shared_from_this
   std::chrono::milliseconds timeout() const { return timeout_; }
   int64_t world_rank() const { return world_rank_; }
   const std::string& kind() const { return kind_; }
+
+  // After collective number `seq` timed out: which ranks of the group reached it (via the store).
+  std::string who_reached(const std::string& op, int64_t seq) const {
+    if (seq < 0 || !diag_) return "";
+    return " " + report_hang_through_store(*diag_, op, seq, rank(), size(), timeout_);
+  }
 
   [[noreturn]] void failed(const std::string& op, const std::string& why) const {
     fail("{} on process group {} ({}, group rank {} of {}, world rank {}) failed: {}", op, name_, kind_, rank(), size(),
@@ -142,19 +151,25 @@ class C10dGroup final : public ProcessGroup, public std::enable_shared_from_this
   }
   template <typename F>
   std::shared_ptr<Work> launch(const std::string& op, F&& start, std::function<void()> then = {}) {
+    // Every rank posts a group's collectives in the same order, so their count names one operation
+    // on all ranks; point-to-point operations are not counted.
+    const bool p2p = op.rfind("send", 0) == 0 || op.rfind("recv", 0) == 0;
+    const int64_t seq = p2p ? -1 : seq_++;
     c10::intrusive_ptr<c10d::Work> w;
     try {
       w = start();
     } catch (const std::exception& e) {
       failed(op, what_of(e));
     }
-    return std::make_shared<C10dWork>(std::move(w), op, this, std::move(then));
+    return std::make_shared<C10dWork>(std::move(w), op, seq, this, std::move(then));
   }
 
   c10::intrusive_ptr<c10d::Backend> b_;
   std::string name_, kind_;
   int64_t world_rank_;
   std::chrono::milliseconds timeout_;
+  c10::intrusive_ptr<c10d::Store> diag_;
+  int64_t seq_ = 0;
 };
 
 void C10dWork::wait() {
@@ -165,10 +180,13 @@ void C10dWork::wait() {
   } catch (const std::exception& e) {
     std::string why = what_of(e);
     if (why.find("imed out") != std::string::npos || why.find("imeout") != std::string::npos)
-      why = fmt::format("timed out after {} s (parallel.timeout_s): {}", group_->timeout().count() / 1000.0, why);
+      why = fmt::format("timed out after {} s (parallel.timeout_s):{} {}", group_->timeout().count() / 1000.0,
+                        group_->who_reached(op_, seq_), why);
     group_->failed(op_, why);
   }
-  if (!ok) group_->failed(op_, fmt::format("timed out after {} s (parallel.timeout_s)", group_->timeout().count() / 1000.0));
+  if (!ok)
+    group_->failed(op_, fmt::format("timed out after {} s (parallel.timeout_s):{}", group_->timeout().count() / 1000.0,
+                                    group_->who_reached(op_, seq_)));
   done_ = true;
   if (then_) then_();
 }
@@ -176,8 +194,10 @@ void C10dWork::wait() {
 }  // namespace
 
 std::shared_ptr<ProcessGroup> wrap_c10d(c10::intrusive_ptr<c10d::Backend> backend, std::string name, std::string kind,
-                                        int64_t world_rank, std::chrono::milliseconds timeout) {
-  return std::make_shared<C10dGroup>(std::move(backend), std::move(name), std::move(kind), world_rank, timeout);
+                                        int64_t world_rank, std::chrono::milliseconds timeout,
+                                        c10::intrusive_ptr<c10d::Store> diag_store) {
+  return std::make_shared<C10dGroup>(std::move(backend), std::move(name), std::move(kind), world_rank, timeout,
+                                     std::move(diag_store));
 }
 
 }  // namespace strata::parallel

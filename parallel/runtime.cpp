@@ -87,7 +87,7 @@ class C10dRuntime final : public Runtime {
       fail("world rank {}: creating {} process group {} failed (peers missing or unreachable within parallel.timeout_s = {} s?): {}",
            world_.rank, backend_, full, timeout_.count() / 1000.0, why);
     }
-    return wrap_c10d(b, full, backend_, world_.rank, timeout_);
+    return wrap_c10d(b, full, backend_, world_.rank, timeout_, store);
   }
 
   c10::intrusive_ptr<c10d::Store> store_;

@@ -24,17 +24,24 @@ struct PieceLoc {
   int64_t at_param, numel;
 };
 
-std::map<std::string, PieceLoc> zero1_pieces(const parallel::DataParallel& dp) {
-  std::map<std::string, PieceLoc> out;
+// In the order of Zero1::shard_params().
+std::vector<PieceLoc> zero1_piece_order(const parallel::DataParallel& dp) {
+  std::vector<PieceLoc> out;
   const int64_t n = dp.group().size(), r = dp.group().rank();
   for (const auto& bk : dp.buckets()) {
     const int64_t chunk = bk.padded / n, lo = r * chunk, hi = lo + chunk;
     for (size_t s = 0; s < bk.params.size(); ++s) {
-      const auto& [name, p] = dp.params()[bk.params[s]];
-      const int64_t a = std::max(lo, bk.offsets[s]), e = std::min(hi, bk.offsets[s] + p.numel());
-      if (a < e) out[name] = {bk.params[s], a - bk.offsets[s], e - a};
+      const int64_t numel = dp.params()[bk.params[s]].second.numel();
+      const int64_t a = std::max(lo, bk.offsets[s]), e = std::min(hi, bk.offsets[s] + numel);
+      if (a < e) out.push_back({bk.params[s], a - bk.offsets[s], e - a});
     }
   }
+  return out;
+}
+
+std::map<std::string, PieceLoc> zero1_pieces(const parallel::DataParallel& dp) {
+  std::map<std::string, PieceLoc> out;
+  for (const auto& pc : zero1_piece_order(dp)) out[dp.params()[pc.param].first] = pc;
   return out;
 }
 
@@ -50,6 +57,26 @@ std::pair<std::string, std::string> split_key(const std::string& key, const Map&
 }
 
 }  // namespace
+
+void Trainer::sync_zero1_pieces() {
+  auto* zero = dynamic_cast<optim::Zero1*>(opt_.get());
+  if (!zero || !dp_) return;
+  // Zero1's inner optimizer updates its own copies of this rank's elements ("pieces") and gathers
+  // them into the parameters; after parameters are loaded the pieces must be loaded too.
+  const auto order = zero1_piece_order(*dp_);
+  const auto& pieces = zero->shard_params();
+  if (order.size() != pieces.size())
+    fail("zero1: dp rank {} has {} optimizer pieces but the reducer's buckets give {}", dp_->group().rank(), pieces.size(),
+         order.size());
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const auto& p = dp_->params()[order[k].param].second;
+    if (pieces[k].numel() != order[k].numel)
+      fail("zero1: piece {} of '{}' has {} elements, expected {}", k, dp_->params()[order[k].param].first, pieces[k].numel(),
+           order[k].numel);
+    pieces[k].copy_(p.detach().reshape({-1}).narrow(0, order[k].at_param, order[k].numel));
+  }
+}
 
 bool Trainer::sliced_optimizer() const {
   return cfg_.parallel.zero1 && dp_ && !tp_ && !pipe_ && dynamic_cast<optim::Zero1*>(opt_.get()) != nullptr;

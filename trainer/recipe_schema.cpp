@@ -155,6 +155,8 @@ std::vector<Field> build() {
   b.real("data.final_fraction", M(data.final_fraction), 0.0, 1.0);
   b.boolean("data.document_mask", M(data.document_mask));
   b.text("data.tokenizer", M(data.tokenizer), {"byte", "sentencepiece"});
+  b.text("data.objective", M(data.objective), {"auto", "clm", "mlm"});
+  b.real("data.mlm_probability", M(data.mlm_probability), 0.001, 1.0);
   // train
   b.integer("train.steps", M(train.steps), 0, kBig);
   b.integer("train.micro_batch", M(train.micro_batch), 1, 1 << 20);
@@ -168,6 +170,8 @@ std::vector<Field> build() {
   b.text("train.dtype", M(train.dtype), {"fp32", "bf16"});
   b.boolean("train.activation_checkpointing", M(train.activation_checkpointing));
   b.text("train.init_from", M(train.init_from));
+  b.text("train.on_nonfinite", M(train.on_nonfinite), {"skip", "rollback", "fail"});
+  b.integer("train.nonfinite_limit", M(train.nonfinite_limit), 0, kBig);
   // optim
   b.text("optim.name", M(optim.name));
   b.real("optim.lr", M(optim.lr), 0.0, 10.0);
@@ -225,6 +229,8 @@ std::vector<Field> build() {
   b.real("parallel.bucket_mb", M(parallel.bucket_mb), 0.001, 1 << 16);
   b.boolean("parallel.zero1", M(parallel.zero1));
   b.boolean("parallel.overlap", M(parallel.overlap));
+  b.boolean("parallel.sequence_parallel", M(parallel.sequence_parallel));
+  b.integer("parallel.vocab_multiple", M(parallel.vocab_multiple), 1, 1 << 16);
   b.text("parallel.schedule", M(parallel.schedule), {"gpipe", "1f1b", "interleaved"});
   b.integer("parallel.virtual_stages", M(parallel.virtual_stages), 1, 1024);
   b.text("parallel.partition", M(parallel.partition));  // params | flops | "3,3,2,2"

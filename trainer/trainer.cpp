@@ -27,6 +27,7 @@
 #include "trainer/hf_interchange.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/sparsity_hook.hpp"
+#include "trainer/tensor_parallel_setup.hpp"
 
 namespace strata::trainer {
 namespace fs = std::filesystem;
@@ -64,9 +65,8 @@ struct AutocastScope {
 Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   device_ = setup_device(cfg_.train);
   check_pipeline_supported(cfg_);  // parallel.pp > 1: refuse what the pipeline does not run, naming the keys
-  if (cfg_.model.arch == "bert")
-    fail("model.arch = bert: the trainer does not build masked-LM batches yet (next-token targets would let a "
-         "bidirectional model copy its input); BERT models, `strata export` and `strata import` work");
+  // BERT trains on masked-LM batches (data/mlm.hpp); causal models on next-token targets.
+  cfg_.data.objective = data::resolve_objective(cfg_.data.objective, cfg_.model.arch == "bert", cfg_.model.arch);
   {  // one dataset or a weighted mixture (data.paths), each with its fixed validation set
     const auto& par = cfg_.parallel;
     const int64_t dp = par.dp > 0 ? par.dp : std::max<int64_t>(1, parallel::world_from_env().size / (par.tp * par.pp));
@@ -86,6 +86,8 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   ro.cuda = device_.is_cuda();
   runtime_ = parallel::Runtime::init(parallel::world_from_env(), ro);
   mesh_ = std::make_unique<parallel::DeviceMesh>(*runtime_, cfg_.parallel);
+  guard_ = std::make_unique<StepGuard>(cfg_.train.on_nonfinite, cfg_.train.nonfinite_limit, runtime_->world_group().get(),
+                                       runtime_->world().rank, device_);
 
   if (cfg_.growth.enabled()) setup_growth(resume);
   at::manual_seed(cfg_.run.seed);
@@ -94,6 +96,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   model_->to(device_);
   for (auto& kv : model_->named_parameters()) params_.emplace_back(kv.key(), kv.value());
   if (!cfg_.train.init_from.empty()) load_model_weights(cfg_.train.init_from, params_);
+  tp_ = TensorParallelSetup::create(*model_, params_, *mesh_, cfg_, device_);  // parallel.tp > 1: shard in place
   if (cfg_.train.activation_checkpointing)
     spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
                  models::set_activation_checkpointing(*model_, true));
@@ -181,6 +184,7 @@ at::Tensor Trainer::loss_of(const data::Batch& b) {
   auto inputs = b.inputs.to(device_, /*non_blocking=*/true), targets = b.targets.to(device_, true);
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
   auto logits = model_->forward(inputs);
+  if (tp_) return tp_->loss(logits, targets);  // this rank's logit shard: vocab-parallel cross-entropy
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
 }
 
@@ -204,7 +208,10 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
   const int64_t refresh = step / opt_->hessian_interval();
   const auto& dp = mesh_->dp();
   auto batch_of = [&](int64_t a) {
-    return hessian_loader_->get(data::micro_batch_indices(refresh, a, t.micro_batch, t.grad_accum, dp->rank(), dp->size()));
+    auto idx = data::micro_batch_indices(refresh, a, t.micro_batch, t.grad_accum, dp->rank(), dp->size());
+    auto b = hessian_loader_->get(idx);
+    data_->apply_objective(b, idx);  // MLM: masked like training rows
+    return b;
   };
   std::vector<at::Tensor> plist;
   for (auto& [_, p] : params_) plist.push_back(p);
@@ -274,12 +281,13 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
 }
 
 checkpoint::CheckpointState Trainer::capture_state(int64_t step, std::map<std::string, at::Tensor> opt_state) {
+  if (tp_) opt_state = tp_->full_optim_state(opt_state);  // tp = 1 tensors (collective over tp)
   // Pipeline: the other stages' model.* / optim.* tensors reach world rank 0 (collective).
   const auto other_stages = pipe_ ? pipe_->gather_to_main(opt_state) : std::map<std::string, at::Tensor>{};
   checkpoint::CheckpointState st;
   st.step = step;
   st.config_yaml = dump_recipe(cfg_);
-  for (const auto& [name, p] : params_) st.tensors["model." + name] = p;
+  for (const auto& [name, p] : tp_ ? tp_->full_params(params_) : params_) st.tensors["model." + name] = p;
   for (const auto& [name, t] : opt_state) st.tensors["optim." + name] = t;
   for (const auto& [key, t] : other_stages) st.tensors.emplace(key, t);
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
@@ -292,7 +300,23 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step, std::map<std::s
   }
   st.meta["samples_consumed"] =
       std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum * mesh_->dp()->size());
+  if (guard_ && !guard_->skipped().empty()) st.meta["nonfinite.skipped"] = guard_->skipped_meta();
   return st;
+}
+
+bool Trainer::rollback_before(int64_t done) {
+  wait_for_saves();  // an asynchronous save in flight may be the checkpoint to go back to
+  auto dir = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints");
+  if (!dir) {
+    spdlog::warn("step {}: train.on_nonfinite = rollback but there is no checkpoint under {}/checkpoints yet; skipping the "
+                 "step instead", done, cfg_.run.dir);
+    return false;
+  }
+  restore(dir->string());
+  guard_->add_skipped(done);
+  spdlog::warn("step {}: rolled back to {} (step {}); the batch of step {} will be skipped", done, dir->string(),
+               start_step_, done);
+  return true;
 }
 
 void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::string& dir, bool load_optimizer) {
@@ -300,14 +324,15 @@ void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::st
   for (auto& [name, p] : params_) {
     auto it = st.tensors.find("model." + name);
     if (it == st.tensors.end()) fail("checkpoint '{}' has no tensor 'model.{}'", dir, name);
-    if (!it->second.sizes().equals(p.sizes()))
+    const auto& saved = tp_ ? tp_->local_param(name, it->second) : it->second;  // checkpoints hold tp = 1 tensors
+    if (!saved.sizes().equals(p.sizes()))
       fail("checkpoint '{}': tensor 'model.{}' has shape {} but the model expects {} (different model config?)", dir, name,
-           it->second.sizes(), p.sizes());
-    p.copy_(it->second);
+           saved.sizes(), p.sizes());
+    p.copy_(saved);
   }
   std::map<std::string, at::Tensor> opt_state;
   for (const auto& [k, v] : st.tensors)
-    if (k.rfind("optim.", 0) == 0) opt_state[k.substr(6)] = v.to(device_);
+    if (k.rfind("optim.", 0) == 0) opt_state[k.substr(6)] = (tp_ ? tp_->local_optim(k.substr(6), v) : v).to(device_);
   if (load_optimizer && (!opt_state.empty() || !st.meta.count("growth.operator"))) opt_->load_state(opt_state);  // `strata grow`: fresh moments
   if (auto it = st.tensors.find("rng.cpu"); it != st.tensors.end()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
@@ -319,6 +344,7 @@ void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::st
     hessian_gen_.set_state(it->second);
   }
   if (sparsifier_) sparsifier_->load_state(st.tensors, dir);
+  if (auto it = st.meta.find("nonfinite.skipped"); it != st.meta.end() && guard_) guard_->load_skipped_meta(it->second);
   // Re-warming for continual pretraining: a new peak lr at resume restarts the warmup here.
   const auto saved = load_recipe_text(st.config_yaml, dir + " (recipe)");
   if (cfg_.schedule.rewarm_steps > 0 && cfg_.schedule.rewarm_from < 0 && saved.optim.lr != cfg_.optim.lr) {
@@ -328,6 +354,7 @@ void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::st
   } else if (cfg_.schedule.rewarm_from < 0 && saved.schedule.rewarm_from >= 0) {
     cfg_.schedule.rewarm_from = saved.schedule.rewarm_from;  // a re-warmed run keeps its schedule on later resumes
   }
+  sync_zero1_pieces();  // trainer/checkpoint_io.cpp
   start_step_ = st.step;
 }
 
@@ -355,11 +382,19 @@ TrainResult Trainer::run(int64_t stop_after) {
                device_.str(), at::get_num_threads());
 
   TrainResult res;
+  const int64_t run_start = start_step_;
   model_->train();
   auto interval_start = Clock::now();
   int64_t interval_tokens = 0;
   std::vector<std::pair<std::string, double>> last_curvature;  // Sophia: the latest refresh's metrics
   for (int64_t step = start_step_; step < t.steps; ++step) {
+    if (guard_->is_skipped(step + 1)) {  // rolled back past this step's non-finite batch: not computed again
+      spdlog::warn("step {}: batch skipped (non-finite earlier; train.on_nonfinite = rollback)", step + 1);
+      if (metrics) metrics->write({{"step", double(step + 1)}, {"skipped_nonfinite", 1.0}});
+      res.losses.push_back(std::nan(""));
+      res.steps_done = step + 1;
+      continue;
+    }
     if (growth_pending_ && step == growth_step_) grow_now(step);
     if (sparsifier_ && sparsifier_->on_step_begin(step, *opt_))  // pruning events; dense phase: fresh optimizer
       opt_ = fresh_optimizer(*opt_, cfg_, dp_size);
@@ -370,6 +405,10 @@ TrainResult Trainer::run(int64_t stop_after) {
       auto idx = data::micro_batch_indices(step, a, t.micro_batch, t.grad_accum, dp_rank, dp_size);
       at::Tensor logged;
       auto loss = train_loss_of(data_->train_batch(idx), step, logged);
+      if (a == 0 && guard_->inject_nan(step + 1)) {  // test hook (step_guard.hpp)
+        loss = loss * std::nan("");
+        logged = loss.detach();
+      }
       const bool final_micro = a == t.grad_accum - 1;
       if (dp_) dp_->set_sync(final_micro);  // no communication on non-final micro-batches
       const auto bwd_start = Clock::now();
@@ -383,8 +422,33 @@ TrainResult Trainer::run(int64_t stop_after) {
       mesh_->dp()->all_reduce(loss_sum, parallel::ReduceOp::Avg)->wait();  // the logged loss is the global mean
     }
     if (sparsifier_) sparsifier_->after_backward();  // gradients at pruned entries = 0 before clipping
+    if (tp_) tp_->sync_grads();  // tensor parallel: shared KV heads, sequence-parallel partial gradients
     const double gnorm = pipe_ ? pipe_->clip_grad_norm(cfg_.optim.grad_clip)
+                         : tp_ ? tp_->clip_grad_norm(clip_params_, cfg_.optim.grad_clip)
                                : optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
+    const auto verdict = guard_->check(step + 1, loss_sum.sum().item<double>() / t.grad_accum, gnorm);
+    if (verdict.nonfinite) {
+      const double bad = loss_sum.sum().item<double>() / t.grad_accum;
+      opt_->zero_grad();
+      if (guard_->on_nonfinite(step + 1, bad, gnorm) == "rollback" && rollback_before(step + 1)) {
+        step = start_step_ - 1;  // the loop's ++step resumes at the checkpoint's step
+        if (metrics) metrics.emplace(fs::path(cfg_.run.dir) / "metrics.jsonl", start_step_ + 1);
+        res.losses.resize(static_cast<size_t>(std::max<int64_t>(0, start_step_ - run_start)));
+        continue;
+      }
+      if (metrics) metrics->write({{"step", double(step + 1)}, {"skipped_nonfinite", 1.0}, {"lr", lr}});
+      res.losses.push_back(bad);
+      res.steps_done = step + 1;
+      if (verdict.preempt) {
+        save(step + 1);
+        spdlog::warn("preempted (signal {}): checkpoint at step {} written; exiting", StepGuard::last_signal(), step + 1);
+        if (is_main()) StepGuard::mark_preempted(step + 1);
+        res.preempted = true;
+        break;
+      }
+      continue;
+    }
+    guard_->on_good_step();
     if (snapshot_) snapshot_->before_update();  // the background snapshot copy must finish before the weights change
     opt_->step(lr);
     opt_->zero_grad();
@@ -392,7 +456,6 @@ TrainResult Trainer::run(int64_t stop_after) {
     if (optim::hessian_refresh_due(step, opt_->hessian_interval())) last_curvature = curvature = refresh_hessian(step);
     if (sparsifier_) sparsifier_->after_step(*opt_);  // weights and optimizer state at pruned entries = 0
     const double loss = loss_sum.sum().item<double>() / t.grad_accum;
-    if (!std::isfinite(loss)) fail("step {}: loss is {} (diverged); lower optim.lr or check the data", step + 1, loss);
     res.losses.push_back(loss);
     interval_tokens += tokens_per_step;
     const int64_t done = step + 1;
@@ -444,6 +507,15 @@ TrainResult Trainer::run(int64_t stop_after) {
     if (snapshot_ && snapshot_->due(done)) snapshot_->start(capture_state(done));  // copied in the background
     res.final_loss = loss;
     res.steps_done = done;
+    if (verdict.preempt) {  // every rank saw the flag at the same step: checkpoint and leave cleanly
+      const bool saved = (cfg_.checkpoint.every > 0 && done % cfg_.checkpoint.every == 0) || done == t.steps || stopping;
+      if (!saved) save(done);
+      spdlog::warn("preempted (signal {}): checkpoint at step {} written; exiting 0 (`strata train ... --resume` continues)",
+                   StepGuard::last_signal(), done);
+      if (is_main()) StepGuard::mark_preempted(done);
+      res.preempted = true;
+      break;
+    }
     if (stopping) break;
   }
   if (dp_ && dp_->stats().steps > 0) {

@@ -23,14 +23,17 @@
 #include "trainer/metrics.hpp"
 #include "trainer/pipeline_train.hpp"
 #include "trainer/run_config.hpp"
+#include "trainer/step_guard.hpp"
 #include "trainer/snapshot_hook.hpp"
+#include "trainer/tensor_parallel_setup.hpp"
 
 namespace strata::trainer {
 
 struct TrainResult {
   int64_t steps_done = 0;
   double final_loss = 0, final_val_loss = 0;
-  std::vector<double> losses;  // per step run in this invocation
+  std::vector<double> losses;  // per step run in this invocation (NaN for a skipped step)
+  bool preempted = false;      // stopped early by SIGTERM/SIGUSR1 after writing a checkpoint
 };
 
 class Trainer {
@@ -59,12 +62,17 @@ class Trainer {
   void save(int64_t step);
   void wait_for_saves();  // the asynchronous save in flight is committed (all ranks); rethrows its error
   bool sliced_optimizer() const;
+  void sync_zero1_pieces();  // ZeRO-1: this rank's optimizer pieces take the (just loaded) parameter values
   void capture_sliced(int64_t step, checkpoint::CheckpointState& st, std::vector<checkpoint::OwnedSlice>& slices);
   checkpoint::CheckpointState capture_state(int64_t step, std::map<std::string, at::Tensor> opt_state);
   std::unique_ptr<checkpoint::AsyncSaver> saver_;
   std::string save_nonce_;  // sliced saves: rank 0's value, names the shared temporary directory
   int64_t save_count_ = 0, ckpt_saves_ = 0;
   double ckpt_blocked_s_ = 0, ckpt_final_wait_s_ = 0;  // time save() blocked training; the final wait
+  // train.on_nonfinite = rollback: restores the newest checkpoint (all ranks) and marks step `done`'s
+  // batch to be skipped; false (with a log line) when there is no checkpoint to go back to.
+  bool rollback_before(int64_t done);
+  std::unique_ptr<StepGuard> guard_;  // non-finite steps and preemption, agreed by all ranks
   void restore(const std::string& dir);
   // Model growth (recipe `growth:`, trainer/growth_event.cpp): the run trains growth_source_ until
   // growth_step_, then grows into cfg_.model; growth_meta_ (the map used) goes into checkpoints.
@@ -102,6 +110,7 @@ class Trainer {
   std::vector<at::Tensor> clip_params_;              // what grad-norm clipping sees (ZeRO-1: this rank's shard)
   parallel::ProcessGroup* clip_group_ = nullptr;     // and over which ranks the norm is summed
   bool is_main() const { return runtime_->world().is_main(); }
+  std::unique_ptr<TensorParallelSetup> tp_;  // parallel.tp > 1 (trainer/tensor_parallel_setup.hpp)
   std::unique_ptr<reweighting::Reweighter> reweighter_;  // reweighting.strategy != none
   reweighting::StatsMeter reweight_stats_;                 // weight stats of the micro-steps since the last row
   std::unique_ptr<sparsity::Sparsifier> sparsifier_;      // sparsity.method != none (trainer/sparsity_hook.hpp)

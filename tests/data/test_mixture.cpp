@@ -213,3 +213,35 @@ TEST_CASE("dataset checks name the dataset: tokenizer kind, mixed tokenizers, mo
   REQUIRE_THROWS_WITH(check_model_vocab(ok.manifest(), sp.out, 262),
                       Contains(sp.out) && Contains("model.vocab_size is 262"));
 }
+
+TEST_CASE("data.objective = mlm: masked rows, targets only at chosen positions, fixed validation masks", "[data][mlm]") {
+  testing::TempDir dir;
+  DataConfig cfg;
+  cfg.path = prep(dir, "a", 200, 1);
+  TrainingData clm(cfg, 64, 1, 10, 4);
+  cfg.objective = "mlm";
+  TrainingData mlm(cfg, 64, 1, 10, 4);
+  REQUIRE(mlm.masked_lm());
+  auto plain = clm.train_batch({0, 1, 2, 3});
+  auto masked = mlm.train_batch({0, 1, 2, 3});
+  const auto chosen = masked.targets.ne(-100);
+  const double rate = chosen.to(at::kDouble).mean().item<double>();
+  REQUIRE(rate > 0.10);
+  REQUIRE(rate < 0.20);
+  // Targets hold the original (unshifted) tokens where chosen; unchosen inputs are untouched.
+  REQUIRE(at::equal(masked.targets.masked_select(chosen), plain.inputs.masked_select(chosen)));
+  REQUIRE(at::equal(masked.inputs.masked_select(chosen.logical_not()), plain.inputs.masked_select(chosen.logical_not())));
+  const double mask_share = masked.inputs.eq(259).masked_select(chosen).to(at::kDouble).mean().item<double>();
+  REQUIRE(mask_share > 0.6);  // 80% [MASK] (id 259 in the byte tokenizer)
+  // Deterministic per sample index; validation uses other (fixed) masks than training.
+  REQUIRE(at::equal(mlm.train_batch({2}).inputs[0], masked.inputs[2]));
+  auto v1 = mlm.val_batch(0, {0, 1}), v2 = mlm.val_batch(0, {0, 1});
+  REQUIRE(at::equal(v1.inputs, v2.inputs));
+  REQUIRE(at::equal(v1.targets, v2.targets));
+  REQUIRE(v1.targets.ne(-100).any().item<bool>());
+  cfg.objective = "mlx";
+  REQUIRE_THROWS_WITH(TrainingData(cfg, 64, 1, 10, 4), Contains("data.objective") && Contains("mlx"));
+  REQUIRE(resolve_objective("auto", true, "bert") == "mlm");
+  REQUIRE(resolve_objective("auto", false, "gpt") == "clm");
+  REQUIRE_THROWS_WITH(resolve_objective("clm", true, "bert"), Contains("data.objective = clm") && Contains("bert"));
+}

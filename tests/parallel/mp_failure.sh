@@ -32,4 +32,27 @@ for mode in never killed; do
   expect_log "$tmp/$mode.log" "process group"
   echo "$mode: rank 0 failed after ${took}s: $(grep -m1 'E ' "$tmp/$mode.log" | cut -c1-300)"
 done
+# (3) A hung rank: rank 1 of 3 is stopped (SIGSTOP) mid-training, so its connections stay open and
+# nothing fails fast; ranks 0 and 2 time out in the same collective and report, through the store,
+# that they reached it and rank 1 did not.
+cat > "$tmp/stopper.sh" <<WRAP
+#!/usr/bin/env bash
+if [ "\$RANK" = 1 ]; then
+  "$bin" "\$@" > "$tmp/rank1_stopped.log" 2>&1 &
+  pid=\$!
+  sleep 6; kill -STOP \$pid; sleep 25; kill -9 \$pid; wait \$pid 2> /dev/null; exit 0
+fi
+exec "$bin" "\$@"
+WRAP
+chmod +x "$tmp/stopper.sh"
+set +e
+timeout 90 "$venv/bin/torchrun" --standalone --nproc-per-node 3 --no-python "$tmp/stopper.sh" train "$recipe" \
+  "${common[@]}" --set train.steps=100000 --set train.micro_batch=2 --set train.grad_accum=1 --set parallel.timeout_s=6 \
+  --set run.dir="$tmp/f_stopped" > "$tmp/stopped.log" 2>&1
+rc=$?
+set -e
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "FAIL (stopped): exit $rc"; tail -20 "$tmp/stopped.log"; exit 1; }
+expect_log "$tmp/stopped.log" "timed out after 6 s"
+expect_log "$tmp/stopped.log" "ranks that reached all_reduce #[0-9]* of this group: \[0, 2\]; not reached within 3 s more: \[1\]"
+echo "stopped: $(grep -m1 'ranks that reached' "$tmp/stopped.log" | grep -o 'ranks that reached.*' | cut -c1-200)"
 echo "failure: ok"
