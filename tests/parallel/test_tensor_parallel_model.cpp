@@ -69,7 +69,9 @@ void check_against(const torch::nn::Module& full, const std::vector<RankResult>&
       auto w = shard_of(kv.key(), kv.value().detach(), r, t, head_dim, ranks[r].vocab);
       REQUIRE(at::equal(ranks[r].weights.at(kv.key()), w));  // exactly the tp = 1 weights, sliced
       auto g = shard_of(kv.key(), kv.value().grad(), r, t, head_dim, ranks[r].vocab);
-      REQUIRE((ranks[r].grads.at(kv.key()) - g).abs().max().item<double>() < tol);
+      // Gradients summed over ranks (shared KV heads, sequence-parallel partials) round differently
+      // from one process: the tolerance is relative to the gradient's scale.
+      REQUIRE((ranks[r].grads.at(kv.key()) - g).abs().max().item<double>() < tol * (1.0 + g.abs().max().item<double>()));
     }
   }
 }
@@ -150,7 +152,8 @@ TEST_CASE("GPT: tp = 2, 4 logits, loss and gradients equal tp = 1 (tied and unti
       models::ModelConfig cfg;
       cfg.n_layer = 2, cfg.d_model = 32, cfg.n_head = 4, cfg.vocab_size = 50, cfg.max_seq_len = 16;
       cfg.tie_embeddings = tied;
-      models::Gpt full(cfg);
+      auto full_ptr = std::make_shared<models::Gpt>(cfg);  // modules() needs a shared_ptr-held top module
+      auto& full = *full_ptr;
       full.init_weights(42);
       at::manual_seed(3);
       auto ids = at::randint(0, 50, {2, 12}, at::kLong), targets = at::randint(0, 50, {2, 12}, at::kLong);
@@ -160,7 +163,8 @@ TEST_CASE("GPT: tp = 2, 4 logits, loss and gradients equal tp = 1 (tied and unti
       std::vector<RankResult> res(t);
       std::vector<double> losses(t);
       testing::run_ranks(t, [&](int64_t r, std::shared_ptr<ProcessGroup> g) {
-        models::Gpt m(cfg);
+        auto mp = std::make_shared<models::Gpt>(cfg);
+        auto& m = *mp;
         m.init_weights(42);
         parallel::TensorParallelOptions o;
         o.vocab_multiple = 8;
@@ -193,11 +197,23 @@ TEST_CASE("GPT: 20 training steps with clipping give the same losses and grad no
   cfg.n_layer = 2, cfg.d_model = 32, cfg.n_head = 4, cfg.vocab_size = 50, cfg.max_seq_len = 16;
   const int64_t steps = 20;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
-  auto data = at::randint(0, 50, {steps, 4, 13}, gen, at::kLong);
+  // Learnable data: each row follows x[i+1] = (7 x[i] + 3) mod 50 from a random start.
+  auto data = at::empty({steps, 4, 13}, at::kLong);
+  {
+    auto start = at::randint(0, 50, {steps, 4}, gen, at::kLong);
+    auto d = data.accessor<int64_t, 3>();
+    auto st = start.accessor<int64_t, 2>();
+    for (int64_t s = 0; s < steps; ++s)
+      for (int64_t b = 0; b < 4; ++b) {
+        d[s][b][0] = st[s][b];
+        for (int64_t i = 1; i < 13; ++i) d[s][b][i] = (7 * d[s][b][i - 1] + 3) % 50;
+      }
+  }
   auto train = [&](int64_t t) {
     std::vector<double> losses(steps), norms(steps);
     testing::run_ranks(t, [&](int64_t r, std::shared_ptr<ProcessGroup> g) {
-      models::Gpt m(cfg);
+      auto mp = std::make_shared<models::Gpt>(cfg);
+      auto& m = *mp;
       m.init_weights(42);
       parallel::TensorParallelOptions o;
       o.vocab_multiple = 8;
