@@ -8,20 +8,6 @@
 #include "core/error.hpp"
 
 namespace strata::optim {
-namespace {
-
-// "<kind>.<name>" for the longest parameter name `name` that ends the key; empty when none does.
-template <typename Map>
-std::pair<std::string, std::string> split_key(const std::string& key, const Map& names) {
-  std::pair<std::string, std::string> best;
-  for (const auto& [name, _] : names)
-    if (key.size() > name.size() + 1 && name.size() > best.second.size() &&
-        key.compare(key.size() - name.size(), name.size(), name) == 0 && key[key.size() - name.size() - 1] == '.')
-      best = {key.substr(0, key.size() - name.size() - 1), name};
-  return best;
-}
-
-}  // namespace
 
 Zero1::Zero1(parallel::DataParallel& dp, const std::vector<ParamGroup>& full, const Factory& make) : dp_(dp) {
   if (!dp.options().shard_grads) fail("zero1: the data-parallel reducer must run with shard_grads = true");
@@ -121,7 +107,7 @@ std::map<std::string, at::Tensor> Zero1::state() const {
   std::map<std::string, at::Tensor> out;
   std::map<std::string, at::ScalarType> dtypes;
   for (const auto& [key, t] : local) {
-    auto [kind, name] = split_key(key, piece_of_name_);
+    auto [kind, name] = split_state_key(key, piece_of_name_);
     if (name.empty()) {
       out[key] = t;  // counters and the like: equal on every dp rank
     } else {
@@ -153,7 +139,7 @@ void Zero1::load_state(const std::map<std::string, at::Tensor>& state) {
   std::map<std::string, size_t> param_index;
   for (size_t i = 0; i < dp_.params().size(); ++i) param_index[dp_.params()[i].first] = i;
   for (const auto& [key, t] : state) {
-    auto [kind, name] = split_key(key, param_index);
+    auto [kind, name] = split_state_key(key, param_index);
     if (name.empty()) {
       mine[key] = t;
       continue;

@@ -14,11 +14,26 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "optim/optimizer.hpp"
 #include "parallel/data_parallel.hpp"
 
 namespace strata::optim {
+
+// Splits an optimizer state key "<kind>.<name>" at the longest parameter name in `names` (any map
+// keyed by parameter name) that ends the key; {"", ""} when none does. Used by ZeRO-1 and by the
+// trainer's sliced checkpoints, which must agree on it.
+template <typename Map>
+std::pair<std::string, std::string> split_state_key(const std::string& key, const Map& names) {
+  std::pair<std::string, std::string> best;
+  for (const auto& [name, _] : names)
+    if (key.size() > name.size() + 1 && name.size() > best.second.size() &&
+        key.compare(key.size() - name.size(), name.size(), name) == 0 && key[key.size() - name.size() - 1] == '.')
+      best = {key.substr(0, key.size() - name.size() - 1), name};
+  return best;
+}
 
 class Zero1 final : public Optimizer {
  public:

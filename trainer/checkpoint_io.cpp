@@ -45,17 +45,6 @@ std::map<std::string, PieceLoc> zero1_pieces(const parallel::DataParallel& dp) {
   return out;
 }
 
-// "<kind>.<name>" for the longest parameter name that ends the key (optim/zero1.cpp's rule).
-template <typename Map>
-std::pair<std::string, std::string> split_key(const std::string& key, const Map& names) {
-  std::pair<std::string, std::string> best;
-  for (const auto& [name, _] : names)
-    if (key.size() > name.size() + 1 && name.size() > best.second.size() &&
-        key.compare(key.size() - name.size(), name.size(), name) == 0 && key[key.size() - name.size() - 1] == '.')
-      best = {key.substr(0, key.size() - name.size() - 1), name};
-  return best;
-}
-
 }  // namespace
 
 void Trainer::sync_zero1_pieces() {
@@ -87,7 +76,7 @@ void Trainer::capture_sliced(int64_t step, checkpoint::CheckpointState& st, std:
   const auto pieces = zero1_pieces(*dp_);
   std::map<std::string, at::Tensor> counters;  // non-per-parameter entries: equal on every dp rank
   for (const auto& [key, t] : zero.inner().state()) {
-    auto [kind, name] = split_key(key, pieces);
+    auto [kind, name] = optim::split_state_key(key, pieces);
     if (name.empty()) {
       counters[key] = t;
       continue;
@@ -189,7 +178,7 @@ void Trainer::restore(const std::string& dir) {
       continue;
     }
     const std::string key = name.substr(6);
-    auto [kind, pname] = split_key(key, param_index);
+    auto [kind, pname] = optim::split_state_key(key, param_index);
     if (pname.empty()) {
       mine[key] = r.read_full(name).to(device_);
       continue;

@@ -426,9 +426,10 @@ TrainResult Trainer::run(int64_t stop_after) {
     const double gnorm = pipe_ ? pipe_->clip_grad_norm(cfg_.optim.grad_clip)
                          : tp_ ? tp_->clip_grad_norm(clip_params_, cfg_.optim.grad_clip)
                                : optim::clip_grad_norm(clip_params_, cfg_.optim.grad_clip, clip_group_);
-    const auto verdict = guard_->check(step + 1, loss_sum.sum().item<double>() / t.grad_accum, gnorm);
+    const double loss = loss_sum.sum().item<double>() / t.grad_accum;  // the step's one host sync for the loss
+    const auto verdict = guard_->check(step + 1, loss, gnorm);
     if (verdict.nonfinite) {
-      const double bad = loss_sum.sum().item<double>() / t.grad_accum;
+      const double bad = loss;
       opt_->zero_grad();
       if (guard_->on_nonfinite(step + 1, bad, gnorm) == "rollback" && rollback_before(step + 1)) {
         step = start_step_ - 1;  // the loop's ++step resumes at the checkpoint's step
@@ -455,7 +456,6 @@ TrainResult Trainer::run(int64_t stop_after) {
     std::vector<std::pair<std::string, double>> curvature;
     if (optim::hessian_refresh_due(step, opt_->hessian_interval())) last_curvature = curvature = refresh_hessian(step);
     if (sparsifier_) sparsifier_->after_step(*opt_);  // weights and optimizer state at pruned entries = 0
-    const double loss = loss_sum.sum().item<double>() / t.grad_accum;
     res.losses.push_back(loss);
     interval_tokens += tokens_per_step;
     const int64_t done = step + 1;
