@@ -5,17 +5,20 @@
 
 #include "core/error.hpp"
 #include "optim/grad_clip.hpp"
+#include "optim/zero1.hpp"
 
 namespace strata::optim {
 
-at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen) {
+at::Tensor sample_from_logits(const at::Tensor& logits, const at::Tensor& uniforms) {
   torch::NoGradGuard no_grad;
   const int64_t V = logits.size(-1);
   auto probs = at::softmax(logits.detach().to(at::kFloat).reshape({-1, V}), -1);
+  if (uniforms.numel() != probs.size(0))
+    fail("sample_from_logits: {} uniforms for {} label positions", uniforms.numel(), probs.size(0));
   auto cdf = probs.cumsum(-1);
   // v in (0, total]: the first index whose cumulative probability reaches v is a class with
   // positive probability, also when rounding leaves the row total off 1 or some classes at 0.
-  auto u = at::rand({probs.size(0), 1}, gen, at::TensorOptions().dtype(at::kFloat)).to(logits.device());
+  auto u = uniforms.to(at::kFloat).reshape({-1, 1}).to(logits.device());
   auto v = (1.0 - u) * cdf.narrow(1, V - 1, 1);
   auto idx = at::searchsorted(cdf, v, /*out_int32=*/false, /*right=*/false);
   auto sizes = logits.sizes().vec();
@@ -23,10 +26,20 @@ at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen) {
   return idx.clamp_max_(V - 1).reshape(sizes);
 }
 
-at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen) {
+at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen) {
+  const int64_t rows = logits.numel() / logits.size(-1);
+  return sample_from_logits(logits, at::rand({rows}, gen, at::TensorOptions().dtype(at::kFloat)));
+}
+
+at::Tensor gnb_sampled_loss(const at::Tensor& logits, const at::Tensor& uniforms) {
   const int64_t V = logits.size(-1);
-  auto labels = sample_from_logits(logits, gen);
+  auto labels = sample_from_logits(logits, uniforms);
   return at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat), labels.reshape({-1}));
+}
+
+at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen) {
+  const int64_t rows = logits.numel() / logits.size(-1);
+  return gnb_sampled_loss(logits, at::rand({rows}, gen, at::TensorOptions().dtype(at::kFloat)));
 }
 
 std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
@@ -66,18 +79,43 @@ std::vector<at::Tensor> hessian_vector_product(const at::Tensor& loss, const std
   return hv;
 }
 
+RefreshComm data_parallel_refresh(Optimizer& opt, parallel::DataParallel* dp) {
+  RefreshComm c;
+  if (!dp) return c;
+  c.dp_rank = dp->group().rank();
+  c.dp_size = dp->group().size();
+  // The reducer's hooks idle outside a training step; arming it and finishing at once treats every
+  // gradient as not yet seen, so finish() packs and reduces them all (and marks the missing ones).
+  c.average = [dp](const std::vector<at::Tensor>&) {
+    dp->set_sync(true);
+    dp->finish();
+  };
+  if (auto* zero = dynamic_cast<Zero1*>(&opt)) {
+    c.clip_params = zero->shard_params();  // their grads view the reduced shards
+    c.clip_group = dp->group_ptr().get();
+  }
+  return c;
+}
+
 double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
                    const std::function<at::Tensor(int64_t)>& logits_of, at::Generator& gen, double grad_clip,
-                   const GradAverage& dp_average) {
+                   const RefreshComm& comm) {
+  if (comm.dp_size < 1 || comm.dp_rank < 0 || comm.dp_rank >= comm.dp_size)
+    fail("refresh_gnb: dp rank {} of {} is not a valid layout", comm.dp_rank, comm.dp_size);
   opt.zero_grad();
   double loss_sum = 0;
+  at::Tensor uniforms;  // one per label position of the global batch, drawn at the first micro-batch
   for (int64_t a = 0; a < micro_steps; ++a) {
-    auto loss = gnb_sampled_loss(logits_of(a), gen);
+    auto logits = logits_of(a);
+    const int64_t rows = logits.numel() / logits.size(-1);
+    if (!uniforms.defined())
+      uniforms = at::rand({micro_steps * comm.dp_size * rows}, gen, at::TensorOptions().dtype(at::kFloat));
+    auto loss = gnb_sampled_loss(logits, uniforms.narrow(0, (a * comm.dp_size + comm.dp_rank) * rows, rows));
     (loss / static_cast<double>(micro_steps)).backward();
     loss_sum += loss.detach().item<double>();
   }
-  if (dp_average) dp_average(params);
-  clip_grad_norm(params, grad_clip);
+  if (comm.average) comm.average(params);
+  clip_grad_norm(comm.clip_params.empty() ? params : comm.clip_params, grad_clip, comm.clip_group);
   opt.update_hessian();
   opt.zero_grad();
   return loss_sum / static_cast<double>(micro_steps);
@@ -85,7 +123,7 @@ double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_
 
 void refresh_hutchinson(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
                         const std::function<at::Tensor(int64_t)>& loss_of, at::Generator& gen,
-                        const std::string& probe, const GradAverage& dp_average) {
+                        const std::string& probe, const RefreshComm& comm) {
   opt.zero_grad();
   auto u = hutchinson_probes(params, gen, probe);
   std::vector<at::Tensor> hv;
@@ -103,7 +141,7 @@ void refresh_hutchinson(Optimizer& opt, const std::vector<at::Tensor>& params, i
       else p.mutable_grad() = est;
     }
   }
-  if (dp_average) dp_average(params);
+  if (comm.average) comm.average(params);
   opt.update_hessian();
   opt.zero_grad();
 }

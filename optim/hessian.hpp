@@ -6,6 +6,13 @@
 // Hessian-vector product H u by double backward (create_graph); the estimate u * (H u) goes to
 // update_hessian() unsquared. Randomness comes only from the caller's generator (a CPU
 // at::Generator, so it is device-independent and its state can be checkpointed).
+//
+// Layout invariance (a refresh is the same for any dp degree): every dp rank holds the same
+// generator state. GNB draws one uniform per label position of the whole global batch (ordered by
+// position in the step's global batch, as data::micro_batch_indices numbers them) and each rank
+// uses the uniforms of its own rows, so positions get independent labels and dp = 1 draws the same
+// ones. Hutchinson uses one probe per refresh on every rank, so the dp average of u * (H_r u) is
+// u * (H u) of the global batch.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -16,14 +23,19 @@
 #include <ATen/core/Tensor.h>
 
 #include "optim/optimizer.hpp"
+#include "parallel/data_parallel.hpp"
+#include "parallel/process_group.hpp"
 
 namespace strata::optim {
 
 // Samples one label per row of logits [..., V] from softmax(logits) in fp32 by inverse CDF with
 // one uniform per row drawn from `gen` (CPU). Returns int64 [...] on the logits' device.
 at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen);
+// The same with the uniforms given: `uniforms` holds one value in [0, 1) per row (CPU float).
+at::Tensor sample_from_logits(const at::Tensor& logits, const at::Tensor& uniforms);
 // Mean CE of logits [..., V] against labels sampled by sample_from_logits; differentiable in logits.
 at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen);
+at::Tensor gnb_sampled_loss(const at::Tensor& logits, const at::Tensor& uniforms);
 
 // One probe per parameter, shaped and placed like it: Rademacher (+-1) or standard normal.
 std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
@@ -37,17 +49,30 @@ std::vector<at::Tensor> hessian_vector_product(const at::Tensor& loss, const std
 // supplies the same reduction its training step uses, e.g. a ProcessGroup all_reduce with Avg.
 using GradAverage = std::function<void(const std::vector<at::Tensor>& params)>;
 
+// How a refresh runs under data parallelism (defaults: one rank).
+struct RefreshComm {
+  GradAverage average;                  // dp average of the estimate's gradients (empty: one rank)
+  std::vector<at::Tensor> clip_params;  // whose grads the GNB clip sees after averaging (empty: params)
+  parallel::ProcessGroup* clip_group = nullptr;  // clip_params are disjoint parts summed over it (ZeRO-1)
+  int64_t dp_rank = 0, dp_size = 1;     // GNB: which rows of the global batch this rank samples
+};
+// The reduction the training step itself uses: the reducer's buckets (all-reduce, or under ZeRO-1
+// reduce-scatter into the shards the Zero1 optimizer `opt` steps, clipped over the dp group).
+// dp == nullptr: one rank.
+RefreshComm data_parallel_refresh(Optimizer& opt, parallel::DataParallel* dp);
+
 // The official loop's GNB refresh: for each of `micro_steps` micro-batches, logits_of(a) runs the
-// forward pass on the refresh batch; backward of gnb_sampled_loss / micro_steps; dp averaging;
-// clip the global grad norm to grad_clip (0 = off); opt.update_hessian(); zero the gradients.
-// Returns the mean sampled-label loss.
+// forward pass on the refresh batch (all micro-batches the same shape); labels from the uniforms of
+// rows (a * dp_size + dp_rank) of the global batch; backward of gnb_sampled_loss / micro_steps; dp
+// averaging; clip the global grad norm to grad_clip (0 = off); opt.update_hessian(); zero the
+// gradients. Returns this rank's mean sampled-label loss.
 double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
                    const std::function<at::Tensor(int64_t)>& logits_of, at::Generator& gen, double grad_clip,
-                   const GradAverage& dp_average = {});
+                   const RefreshComm& comm = {});
 // The Hutchinson refresh: one probe u, H u accumulated over the micro-batches' losses loss_of(a)
 // (averaged), p.grad = u * (H u), dp averaging, opt.update_hessian(), zero the gradients.
 void refresh_hutchinson(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
                         const std::function<at::Tensor(int64_t)>& loss_of, at::Generator& gen,
-                        const std::string& probe, const GradAverage& dp_average = {});
+                        const std::string& probe, const RefreshComm& comm = {});
 
 }  // namespace strata::optim

@@ -69,25 +69,49 @@ void Zero1::gather(const std::function<at::Tensor(const Piece&)>& piece_value, a
     }
 }
 
-void Zero1::step(double lr) {
-  // Parameters without a gradient this step are skipped, as the unsharded optimizer skips them.
+void Zero1::with_reduced_grads(const std::function<void()>& fn) {
   std::vector<size_t> hidden;
   for (size_t k = 0; k < pieces_info_.size(); ++k)
     if (!dp_.has_grad(pieces_info_[k].param)) {
       pieces_[k].mutable_grad() = at::Tensor();
       hidden.push_back(k);
     }
-  inner_->step(lr);
-  for (size_t k : hidden) {
-    const auto& pc = pieces_info_[k];
-    pieces_[k].mutable_grad() = dp_.buckets()[pc.bucket].shard.narrow(0, pc.at_shard, pc.numel);
+  auto restore = [&] {
+    for (size_t k : hidden) {
+      const auto& pc = pieces_info_[k];
+      pieces_[k].mutable_grad() = dp_.buckets()[pc.bucket].shard.narrow(0, pc.at_shard, pc.numel);
+    }
+  };
+  try {
+    fn();
+  } catch (...) {
+    restore();
+    throw;
   }
+  restore();
+}
+
+void Zero1::step(double lr) {
+  // Parameters without a gradient this step are skipped, as the unsharded optimizer skips them.
+  with_reduced_grads([&] { inner_->step(lr); });
   torch::NoGradGuard no_grad;
   gather([](const Piece& pc) { return pc.value; }, dp_.buckets().front().flat.scalar_type(),
          [&](size_t i, const at::Tensor& flat) {
            auto& p = dp_.params()[i].second;
            p.view({-1}).copy_(flat);
          });
+}
+
+void Zero1::update_hessian() {
+  with_reduced_grads([&] { inner_->update_hessian(); });
+}
+
+void Zero1::sync_pieces() {
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < pieces_info_.size(); ++k) {
+    const auto& pc = pieces_info_[k];
+    pieces_[k].copy_(dp_.params()[pc.param].second.detach().reshape({-1}).narrow(0, pc.at_param, pc.numel));
+  }
 }
 
 std::vector<std::pair<std::string, double>> Zero1::metrics(const SumReduce& reduce) const {
@@ -153,6 +177,7 @@ void Zero1::load_state(const std::map<std::string, at::Tensor>& state) {
     mine[key] = t.reshape({-1}).narrow(0, pc.at_param, pc.numel).clone();
   }
   inner_->load_state(mine);
+  sync_pieces();  // the caller loaded the parameters first; the inner optimizer steps the pieces
 }
 
 }  // namespace strata::optim

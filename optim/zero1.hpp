@@ -10,7 +10,13 @@
 // Element-wise optimizers (AdamW, Sophia) therefore produce the same parameters as unsharded.
 // state() all-gathers the per-parameter entries into full tensors under the same keys the inner
 // optimizer uses unsharded (collective: every dp rank must call it); load_state() keeps the
-// rank's slices. Checkpoints are interchangeable between zero1 on and off.
+// rank's slices and re-reads the pieces from the parameters (load the parameters first).
+// Checkpoints are interchangeable between zero1 on and off.
+//
+// Curvature refreshes (Sophia): the refresh's gradients go through the same reducer
+// (optim::data_parallel_refresh: set_sync(true) + finish() after the refresh's backward), so the
+// pieces' grads hold this rank's chunk of the dp-averaged estimate, and update_hessian() folds it
+// into the inner optimizer's curvature state for exactly the elements this rank owns.
 #pragma once
 #include <functional>
 #include <memory>
@@ -43,6 +49,8 @@ class Zero1 final : public Optimizer {
 
   // Call after dp.finish() (and clipping of shard_params()).
   void step(double lr) override;
+  // Call after the refresh's gradients were reduced into the shards (dp.finish()).
+  void update_hessian() override;
   std::map<std::string, at::Tensor> state() const override;
   void load_state(const std::map<std::string, at::Tensor>& state) override;
   int64_t hessian_interval() const override { return inner_->hessian_interval(); }
@@ -53,7 +61,11 @@ class Zero1 final : public Optimizer {
   // This rank's pieces; their grads are the reduced gradient shard (for global-norm clipping
   // over the dp group).
   const std::vector<at::Tensor>& shard_params() const { return pieces_; }
+  // The parameter (index into dp.params()) that shard_params()[k] is a piece of.
+  size_t piece_param(size_t k) const { return pieces_info_.at(k).param; }
   Optimizer& inner() { return *inner_; }
+  // The pieces take the parameters' current values (after parameters were loaded or edited).
+  void sync_pieces();
 
  private:
   struct Piece {
@@ -68,6 +80,9 @@ class Zero1 final : public Optimizer {
   // parameter's slice to use(param index, flat slice).
   void gather(const std::function<at::Tensor(const Piece&)>& piece_value, at::ScalarType dtype,
               const std::function<void(size_t, const at::Tensor&)>& use) const;
+  // Runs fn with the grads of pieces whose parameter had no gradient in the last reduction hidden,
+  // as the unsharded optimizer would not see them either.
+  void with_reduced_grads(const std::function<void()>& fn);
 
   parallel::DataParallel& dp_;
   std::vector<Piece> pieces_info_;

@@ -48,23 +48,9 @@ std::map<std::string, PieceLoc> zero1_pieces(const parallel::DataParallel& dp) {
 }  // namespace
 
 void Trainer::sync_zero1_pieces() {
-  auto* zero = dynamic_cast<optim::Zero1*>(opt_.get());
-  if (!zero || !dp_) return;
   // Zero1's inner optimizer updates its own copies of this rank's elements ("pieces") and gathers
   // them into the parameters; after parameters are loaded the pieces must be loaded too.
-  const auto order = zero1_piece_order(*dp_);
-  const auto& pieces = zero->shard_params();
-  if (order.size() != pieces.size())
-    fail("zero1: dp rank {} has {} optimizer pieces but the reducer's buckets give {}", dp_->group().rank(), pieces.size(),
-         order.size());
-  torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < order.size(); ++k) {
-    const auto& p = dp_->params()[order[k].param].second;
-    if (pieces[k].numel() != order[k].numel)
-      fail("zero1: piece {} of '{}' has {} elements, expected {}", k, dp_->params()[order[k].param].first, pieces[k].numel(),
-           order[k].numel);
-    pieces[k].copy_(p.detach().reshape({-1}).narrow(0, order[k].at_param, order[k].numel));
-  }
+  if (auto* zero = dynamic_cast<optim::Zero1*>(opt_.get())) zero->sync_pieces();
 }
 
 bool Trainer::sliced_optimizer() const {

@@ -136,15 +136,13 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   opt_->set_tokens_per_step(static_cast<double>(cfg_.train.micro_batch * cfg_.train.grad_accum * cfg_.train.seq_len *
                                                 mesh_->dp()->size()));
   if (opt_->hessian_interval() > 0) {
-    if (cfg_.parallel.zero1)
-      fail("optim.name = {} refreshes its curvature estimate, which is not wired through parallel.zero1 yet; "
-           "set parallel.zero1 = false", cfg_.optim.name);
     // A different sampler seed gives refresh batches without touching the training order.
     hessian_loader_ = std::make_unique<data::BatchLoader>(*train_ds_, cfg_.train.seq_len,
                                                           cfg_.run.seed ^ 0x9E3779B97F4A7C15ULL, true);
-    // Each dp rank samples its labels/probes independently (spec §3).
-    hessian_gen_ = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(cfg_.run.seed) + 0x50F1A +
-                                                            static_cast<uint64_t>(mesh_->dp()->rank()) * 7919);
+    // The same generator state on every dp rank: GNB gives each label position of the global batch
+    // its own uniform (so ranks sample independently, spec §3) and the refresh is the same for any
+    // dp degree (optim/hessian.hpp); checkpoints keep rank 0's state, which is every rank's.
+    hessian_gen_ = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(cfg_.run.seed) + 0x50F1A);
     spdlog::info("optimizer {} ({} estimator, refresh every {} steps); weight decay rule {}", cfg_.optim.name,
                  opt_->hessian_estimator(), opt_->hessian_interval(), cfg_.optim.decay_rule);
   }
@@ -216,24 +214,20 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
   std::vector<at::Tensor> plist;
   for (auto& [_, p] : params_) plist.push_back(p);
   std::vector<std::pair<std::string, double>> out;
-  // The estimate is taken of the dp-averaged gradient (GNB squares it afterwards).
-  optim::GradAverage dp_average;
-  if (dp->size() > 1)
-    dp_average = [&](const std::vector<at::Tensor>& ps) {
-      for (const auto& p : ps)
-        if (p.grad().defined()) {
-          at::Tensor g = p.grad();
-          dp->all_reduce(g, parallel::ReduceOp::Avg)->wait();
-        }
-    };
+  // The estimate is taken of the dp-averaged gradient (GNB squares it afterwards), reduced by the
+  // training step's reducer: under ZeRO-1 each rank gets its shard and refreshes the state it owns.
+  const auto comm = optim::data_parallel_refresh(*opt_, dp_.get());
   if (opt_->hessian_estimator() == "gnb") {
     auto logits_of = [&](int64_t a) {
       auto inputs = batch_of(a).inputs.to(device_, true);
       AutocastScope autocast(t.dtype == "bf16" && device_.is_cuda());
       return model_->forward(inputs);
     };
-    out.push_back({"hessian_loss", optim::refresh_gnb(*opt_, plist, t.grad_accum, logits_of, hessian_gen_,
-                                                      cfg_.optim.grad_clip, dp_average)});
+    at::Tensor hl = at::full({1}, optim::refresh_gnb(*opt_, plist, t.grad_accum, logits_of, hessian_gen_,
+                                                    cfg_.optim.grad_clip, comm),
+                             at::TensorOptions().dtype(at::kDouble).device(device_));
+    if (dp_) dp->all_reduce(hl, parallel::ReduceOp::Avg)->wait();  // the global batch's mean
+    out.push_back({"hessian_loss", hl.cpu().item<double>()});
   } else {
     // Double backward: the fused/flash attention kernels have no second derivative, so the math
     // path runs for the refresh.
@@ -244,7 +238,7 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
     ctx.setSDPUseCuDNN(false);
     try {
       optim::refresh_hutchinson(*opt_, plist, t.grad_accum, [&](int64_t a) { return loss_of(batch_of(a)); },
-                                hessian_gen_, cfg_.optim.hutchinson_probe, dp_average);
+                                hessian_gen_, cfg_.optim.hutchinson_probe, comm);
     } catch (...) {
       ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);
       throw;

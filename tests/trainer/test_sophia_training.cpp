@@ -1,6 +1,7 @@
 // Sophia in the training loop: the Hessian-refresh cadence and its metrics, bitwise resume with
 // Sophia state and the refresh generator, Sophia-H through the model (double backward), the
-// linear_only decay rule on GPT, and re-warming on resume.
+// linear_only decay rule on GPT, re-warming on resume, and Sophia under parallel.zero1 (same run,
+// sliced checkpoints, exact resume; dp = 2 is tests/parallel/mp_sophia.sh).
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "checkpoint/sliced.hpp"
 #include "data/prep.hpp"
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -134,4 +136,55 @@ TEST_CASE("re-warming on resume with a new peak restarts the warmup at the resum
   REQUIRE(rows.size() == 16);
   REQUIRE(rows[13].at("lr") == Approx(0.01));
   REQUIRE(rows[15].at("lr") == Approx(0.001));  // cosine to min_lr_ratio 0.1 at the last step
+}
+
+TEST_CASE("Sophia with parallel.zero1 (one process): the same run, sliced checkpoints, exact resume",
+          "[trainer][sophia][zero1]") {
+  testing::TempDir dir;
+  auto ds = testing::prepare_tiny_dataset(dir);
+  const std::vector<std::string> zero1 = {"parallel.zero1=true", "parallel.bucket_mb=0.01", "checkpoint.every=10"};
+  trainer::Trainer plain(sophia(ds, (dir / "p").string(), 20), false);
+  auto rp = plain.run();
+  trainer::Trainer straight(sophia(ds, (dir / "z").string(), 20, zero1), false);
+  auto rz = straight.run();
+  REQUIRE(rz.losses.size() == 20);
+  for (int i = 0; i < 20; ++i) REQUIRE(rz.losses[i] == Approx(rp.losses[i]).epsilon(1e-6));
+  auto mp = read_metrics(dir / "p" / "metrics.jsonl"), mz = read_metrics(dir / "z" / "metrics.jsonl");
+  REQUIRE(mz.size() == 20);
+  int refreshes = 0;
+  for (size_t i = 0; i < mz.size(); ++i) {
+    REQUIRE(mz[i].count("hessian_norm") == mp[i].count("hessian_norm"));
+    if (!mz[i].count("hessian_norm")) continue;
+    ++refreshes;
+    REQUIRE(mz[i].at("hessian_norm") == Approx(mp[i].at("hessian_norm")).epsilon(1e-5));
+    REQUIRE(mz[i].at("hessian_loss") == Approx(mp[i].at("hessian_loss")).epsilon(1e-5));
+    REQUIRE(std::abs(mz[i].at("win_rate") - mp[i].at("win_rate")) < 1e-4);
+  }
+  REQUIRE(refreshes == 20 / 3);
+  // The ZeRO-1 checkpoint holds Sophia's m and hc as slices written by the dp rank(s).
+  const auto ck = dir / "z" / "checkpoints" / "step_10";
+  checkpoint::CheckpointReader reader(ck.string());
+  int sliced_state = 0;
+  for (const auto& [name, info] : reader.tensors())
+    if (name.rfind("optim.sophia.m.", 0) == 0 || name.rfind("optim.sophia.hc.", 0) == 0) ++sliced_state;
+  REQUIRE(sliced_state > 0);
+  REQUIRE(reader.tensors().count("optim.sophia.refreshes") == 1);
+  // 10 steps, resume from the sliced checkpoint (fresh Trainer), 10 more: bitwise the straight run.
+  trainer::Trainer first(sophia(ds, (dir / "r").string(), 20, zero1), false);
+  auto r1 = first.run(/*stop_after=*/10);
+  trainer::Trainer second(sophia(ds, (dir / "r").string(), 20, zero1), true);
+  auto r2 = second.run();
+  REQUIRE(r2.losses.size() == 10);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(r1.losses[i] == rz.losses[i]);
+    REQUIRE(r2.losses[i] == rz.losses[10 + i]);
+  }
+  auto pa = straight.model().named_parameters(), pb = second.model().named_parameters();
+  for (const auto& kv : pa) REQUIRE(at::equal(kv.value(), pb[kv.key()]));
+  auto ma = read_metrics(dir / "z" / "metrics.jsonl"), mb = read_metrics(dir / "r" / "metrics.jsonl");
+  REQUIRE(ma.size() == mb.size());
+  for (size_t i = 0; i < ma.size(); ++i) {
+    for (auto* timing : {"tokens_per_s", "gflops"}) ma[i].erase(timing), mb[i].erase(timing);
+    REQUIRE(ma[i] == mb[i]);  // loss, lr, grad_norm, win_rate, hessian_norm, hessian_loss
+  }
 }
