@@ -33,6 +33,7 @@ Bert::Bert(const ModelConfig& cfg) : cfg_(cfg) {
   mlm_dense = register_module("mlm_dense", Linear(d, d, cfg.bias, LinearRole::Replicated));
   mlm_norm = register_module("mlm_norm", Norm(d, cfg.norm_eps, false, cfg.bias));
   mlm_bias = register_parameter("mlm_bias", at::zeros({cfg.vocab_size}));
+  tok_emb->vocab_aligned.push_back(mlm_bias);  // tensor parallelism splits it with the decoder's vocabulary
   init_weights(0);
 }
 
@@ -45,15 +46,17 @@ at::Tensor Bert::encode(const at::Tensor& ids, const std::optional<at::Tensor>& 
                         const std::optional<at::Tensor>& token_types) {
   const int64_t T = ids.size(1);
   if (T > cfg_.max_seq_len) fail("bert: sequence length {} exceeds model.max_seq_len = {}", T, cfg_.max_seq_len);
-  auto x = tok_emb(ids) + pos_emb.narrow(0, 0, T);
+  // Positions and token types go through lookup_add (added once per token; a sequence-parallel
+  // split adds each rank's part of them to its part of the sequence).
+  auto add = pos_emb.narrow(0, 0, T);
   if (token_types) {
     if (token_types->sizes() != ids.sizes())
       fail("bert: token types have shape {} but the ids have {}", token_types->sizes(), ids.sizes());
-    x = x + at::embedding(type_emb, *token_types);
+    add = add + at::embedding(type_emb, *token_types);
   } else {
-    x = x + type_emb[0];
+    add = add + type_emb[0];
   }
-  x = at::dropout(emb_norm(x), cfg_.dropout, is_training());
+  auto x = at::dropout(emb_norm(tok_emb->lookup_add(ids, add)), cfg_.dropout, is_training());
   for (const auto& b : *blocks) x = b->as<BertBlock>()->forward(x, padding_mask);
   return x;
 }

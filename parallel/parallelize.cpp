@@ -98,6 +98,16 @@ struct Sharder {
     assign(emb.weight, vocab_rows(emb.weight, s));
     record(emb.weight, 0, s.vocab, s.local(), [&](int64_t q) { return q * s.local(); });
     plan.copies[key(emb.weight)] = 1;
+    // Tensors the model indexes by the same vocabulary (an output bias added to the tied logits):
+    // split like the rows, padding zero, so `logits + bias` stays this rank's vocabulary range.
+    for (auto& p : emb.vocab_aligned) {
+      if (!p.defined() || p.dim() < 1 || p.size(0) != s.vocab)
+        fail("parallelize: a tensor aligned with the vocabulary of embedding '{}' has shape {}, expected {} rows", name,
+             p.defined() ? p.sizes() : at::IntArrayRef{}, s.vocab);
+      assign(p, vocab_rows(p, s));
+      record(p, 0, s.vocab, s.local(), [&](int64_t q) { return q * s.local(); });
+      plan.copies[key(p)] = 1;
+    }
     emb.comm = std::make_shared<VocabParallelEmbeddingComm>(plan.ctx, s);
   }
 };
@@ -190,18 +200,16 @@ void TensorParallelPlan::sync_grads() const {
   }
 }
 
-double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) const {
+double TensorParallelPlan::weight_of(const at::Tensor& p) const {
+  auto it = copies.find(key(p));
+  return 1.0 / static_cast<double>(it == copies.end() ? ctx->group->size() : it->second);
+}
+
+double TensorParallelPlan::weighted_norm(const std::vector<at::Tensor>& grads, const std::vector<double>& weights,
+                                         ProcessGroup* also) const {
   torch::NoGradGuard no_grad;
   const int64_t t = ctx->group->size();
-  std::vector<at::Tensor> grads;
-  std::vector<double> weights;
-  for (const auto& p : params) {
-    if (!p.grad().defined()) continue;
-    grads.push_back(p.grad());
-    auto it = copies.find(key(p));
-    weights.push_back(1.0 / static_cast<double>(it == copies.end() ? t : it->second));
-  }
-  if (grads.empty() && t == 1) return 0.0;
+  if (grads.empty() && t == 1 && !also) return 0.0;
   at::Tensor sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(
                                      grads.empty() ? at::Device(at::kCPU) : grads.front().device()));
   if (!grads.empty()) {
@@ -210,7 +218,19 @@ double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) cons
     sq += (norms.pow(2) * w).sum();
   }
   if (t > 1) ctx->group->all_reduce(sq, ReduceOp::Sum)->wait();
+  if (also && also->size() > 1) also->all_reduce(sq, ReduceOp::Sum)->wait();
   return std::sqrt(sq.item<double>());
+}
+
+double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) const {
+  std::vector<at::Tensor> grads;
+  std::vector<double> weights;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    weights.push_back(weight_of(p));
+  }
+  return weighted_norm(grads, weights, nullptr);
 }
 
 double TensorParallelPlan::clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
@@ -219,6 +239,64 @@ double TensorParallelPlan::clip_grad_norm(const std::vector<at::Tensor>& params,
     torch::NoGradGuard no_grad;
     const double scale = max_norm / (norm + 1e-6);
     for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(scale);
+  }
+  return norm;
+}
+
+namespace {
+void check_pieces(const std::vector<at::Tensor>& pieces, const std::vector<at::Tensor>& owners, const ProcessGroup& g) {
+  if (pieces.size() != owners.size())
+    fail("tensor parallelism: {} ZeRO-1 pieces but {} owning parameters (tp rank {})", pieces.size(), owners.size(),
+         g.rank());
+}
+}  // namespace
+
+void TensorParallelPlan::sync_grad_pieces(const std::vector<at::Tensor>& pieces,
+                                          const std::vector<at::Tensor>& owners) const {
+  check_pieces(pieces, owners, *ctx->group);
+  torch::NoGradGuard no_grad;
+  std::unordered_map<const void*, const PartialReplica*> partial_of;
+  for (const auto& pr : partial) partial_of[key(pr.param)] = &pr;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    auto g = pieces[k].grad();
+    if (!g.defined()) continue;  // the same on every tp rank: the pieces and the graph agree
+    if (auto it = partial_of.find(key(owners[k])); it != partial_of.end()) {
+      // This piece is the same element range of the unit on every rank sharing it: sum over those.
+      const auto& pr = *it->second;
+      auto full = at::zeros({pr.units, g.numel()}, g.options());
+      full[pr.unit_index].copy_(g.reshape({-1}));
+      ctx->group->all_reduce(full, ReduceOp::Sum)->wait();
+      g.copy_(full[pr.unit_index].view(g.sizes()));
+    } else if (ctx->sequence_parallel && !copies.count(key(owners[k]))) {
+      auto sum = g.clone();  // the piece's grad is a view into the reducer's shard
+      ctx->group->all_reduce(sum, ReduceOp::Sum)->wait();
+      g.copy_(sum);
+    }
+  }
+}
+
+double TensorParallelPlan::grad_norm_pieces(const std::vector<at::Tensor>& pieces, const std::vector<at::Tensor>& owners,
+                                            ProcessGroup& dp) const {
+  check_pieces(pieces, owners, *ctx->group);
+  std::vector<at::Tensor> grads;
+  std::vector<double> weights;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    if (!pieces[k].grad().defined()) continue;
+    grads.push_back(pieces[k].grad());
+    weights.push_back(weight_of(owners[k]));
+  }
+  return weighted_norm(grads, weights, &dp);
+}
+
+double TensorParallelPlan::clip_grad_norm_pieces(const std::vector<at::Tensor>& pieces,
+                                                 const std::vector<at::Tensor>& owners, ProcessGroup& dp,
+                                                 double max_norm) const {
+  const double norm = grad_norm_pieces(pieces, owners, dp);
+  if (max_norm > 0 && norm > max_norm) {
+    torch::NoGradGuard no_grad;
+    const double scale = max_norm / (norm + 1e-6);
+    for (const auto& p : pieces)
       if (p.grad().defined()) p.grad().mul_(scale);
   }
   return norm;

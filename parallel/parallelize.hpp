@@ -10,6 +10,7 @@
 //           sync_grads().
 //   Row     input columns split the same way; bias replicated and added once after the reduce.
 //   Vocab (Linear) and Embedding: rows padded to V' (vocab_parallel.hpp) and split; logits stay local.
+//           An embedding's vocab_aligned tensors (an output bias over the vocabulary) are split with its rows.
 //   Replicated, and every parameter not owned by such a layer (norms, positions): untouched.
 #pragma once
 #include <cstdint>
@@ -83,6 +84,24 @@ struct TensorParallelPlan {
   double grad_norm(const std::vector<at::Tensor>& params) const;
   // Scales the gradients so that grad_norm() <= max_norm (no-op if max_norm <= 0); returns the norm.
   double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const;
+
+  // ZeRO-1 (optim/zero1.hpp) keeps this rank's reduced gradient as flat "pieces": leaves whose grad
+  // holds a contiguous range of one parameter's elements (owners[k] is pieces[k]'s parameter), the
+  // ranges disjoint over the dp group `dp`. The same operations on them, after the dp reduction:
+  // sync_grad_pieces sums the shared-KV and sequence-parallel partial gradients over tp (every tp
+  // rank must hold the same element ranges: the local shapes, hence the dp buckets, agree on all tp
+  // ranks); the norm counts every element of the model once (summed over dp and tp).
+  void sync_grad_pieces(const std::vector<at::Tensor>& pieces, const std::vector<at::Tensor>& owners) const;
+  double grad_norm_pieces(const std::vector<at::Tensor>& pieces, const std::vector<at::Tensor>& owners,
+                          ProcessGroup& dp) const;
+  double clip_grad_norm_pieces(const std::vector<at::Tensor>& pieces, const std::vector<at::Tensor>& owners,
+                               ProcessGroup& dp, double max_norm) const;
+
+ private:
+  // sqrt of sum_k weights[k] * |grads[k]|^2, summed over the tp group and then over `also` (if any).
+  double weighted_norm(const std::vector<at::Tensor>& grads, const std::vector<double>& weights,
+                       ProcessGroup* also) const;
+  double weight_of(const at::Tensor& p) const;  // 1 / (tp ranks holding p's elements)
 };
 
 TensorParallelPlan parallelize(torch::nn::Module& model, std::shared_ptr<ProcessGroup> tp,

@@ -22,8 +22,6 @@ std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::Languag
     fail("parallel.tp = {}: {} is not supported with tensor parallelism yet (rank {})", t, what, mesh.rank());
   };
   if (cfg.parallel.pp > 1) refuse("parallel.pp > 1 (pipeline and tensor parallelism together)");
-  if (cfg.parallel.zero1) refuse("parallel.zero1 = true (set parallel.zero1 = false; plain data parallelism composes)");
-  if (cfg.model.arch == "bert") refuse("model.arch = bert (its MLM output bias is not split by vocabulary)");
   if (cfg.optim.name == "sophia") refuse("optim.name = sophia (its curvature refresh uses full logits)");
   if (cfg.reweighting.strategy != "none") refuse("reweighting.strategy = " + cfg.reweighting.strategy);
   if (cfg.growth.enabled()) refuse("a growth: section (model growth)");
@@ -48,6 +46,42 @@ std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::Languag
                mesh.tp()->name(), setup->plan_.sharded.size(), setup->plan_.vocab.vocab, setup->plan_.vocab.padded,
                setup->plan_.vocab.local(), o.sequence_parallel ? ", sequence parallel" : "");
   return setup;
+}
+
+void TensorParallelSetup::use_zero1(const optim::Zero1& zero, const parallel::DataParallel& dp) {
+  zero_pieces_ = zero.shard_params();
+  zero_owners_.clear();
+  for (size_t k = 0; k < zero_pieces_.size(); ++k) zero_owners_.push_back(dp.params().at(zero.piece_param(k)).second);
+  zero_dp_ = &dp.group();
+  // The tp sums of sync_grads() pair piece k on every tp rank: the layouts must agree.
+  std::vector<int64_t> sig = {static_cast<int64_t>(zero_pieces_.size()), 0, 0};
+  for (size_t k = 0; k < zero_pieces_.size(); ++k) {
+    sig[1] += zero_pieces_[k].numel();
+    sig[2] += static_cast<int64_t>(k + 1) * zero_pieces_[k].numel() + static_cast<int64_t>(zero.piece_param(k));
+  }
+  auto hi = at::tensor(sig, at::kLong).to(zero_pieces_.front().device()), lo = hi.clone();
+  auto& g = *plan_.ctx->group;
+  g.all_reduce(hi, parallel::ReduceOp::Max)->wait();
+  g.all_reduce(lo, parallel::ReduceOp::Min)->wait();
+  if (!at::equal(hi, lo))
+    fail("parallel.zero1 with parallel.tp = {}: the ZeRO-1 optimizer pieces differ between tp ranks (tp rank {}, dp "
+         "rank {}: {} pieces of {} elements); the tp shards must have equal shapes",
+         g.size(), g.rank(), zero_dp_->rank(), sig[0], sig[1]);
+  spdlog::info("tensor parallel + ZeRO-1: each tp rank's optimizer state split over its dp group of {} ({} pieces here)",
+               zero_dp_->size(), zero_pieces_.size());
+}
+
+void TensorParallelSetup::sync_grads() const {
+  if (zero_dp_) plan_.sync_grad_pieces(zero_pieces_, zero_owners_);
+  else plan_.sync_grads();
+}
+
+double TensorParallelSetup::clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
+  if (!zero_dp_) return plan_.clip_grad_norm(params, max_norm);
+  if (params.size() != zero_pieces_.size())
+    fail("tensor parallel + ZeRO-1: clipping got {} tensors but the optimizer holds {} pieces", params.size(),
+         zero_pieces_.size());
+  return plan_.clip_grad_norm_pieces(params, zero_owners_, *zero_dp_, max_norm);
 }
 
 at::Tensor TensorParallelSetup::loss(const at::Tensor& local_logits, const at::Tensor& targets) const {

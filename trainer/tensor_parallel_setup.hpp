@@ -19,6 +19,8 @@
 #include <ATen/core/Tensor.h>
 
 #include "models/language_model.hpp"
+#include "optim/zero1.hpp"
+#include "parallel/data_parallel.hpp"
 #include "parallel/mesh.hpp"
 #include "parallel/parallelize.hpp"
 #include "trainer/run_config.hpp"
@@ -37,11 +39,15 @@ class TensorParallelSetup {
 
   // Mean cross-entropy over the non-ignored targets from this rank's logit shard [.., V'/t].
   at::Tensor loss(const at::Tensor& local_logits, const at::Tensor& targets) const;
+  // ZeRO-1 over the mesh's dp group: each tp rank's dp group shards the optimizer state of that tp
+  // rank's parameter shards; from here on sync_grads and clip_grad_norm act on the optimizer's pieces
+  // (the reduced gradient lives in the reducer's shards, not in p.grad()). Collective over tp: checks
+  // that every tp rank holds the same piece layout.
+  void use_zero1(const optim::Zero1& zero, const parallel::DataParallel& dp);
   // After backward and the data-parallel reduction.
-  void sync_grads() const { plan_.sync_grads(); }
-  double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
-    return plan_.clip_grad_norm(params, max_norm);
-  }
+  void sync_grads() const;
+  // `params`: what the trainer clips (ZeRO-1: the optimizer's pieces). The norm is the whole model's.
+  double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const;
 
   // Collective over the tp group (every tp rank calls them): full tp = 1 tensors.
   NamedTensors full_params(const NamedTensors& params) const;
@@ -58,6 +64,9 @@ class TensorParallelSetup {
 
   parallel::TensorParallelPlan plan_;
   std::map<std::string, const parallel::ShardLayout*> layout_by_name_;  // sharded parameters only
+  // ZeRO-1 (use_zero1): the optimizer's pieces, the parameter of each, the dp group they split over.
+  std::vector<at::Tensor> zero_pieces_, zero_owners_;
+  parallel::ProcessGroup* zero_dp_ = nullptr;
 };
 
 }  // namespace strata::trainer

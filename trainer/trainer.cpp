@@ -129,6 +129,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     });
     clip_params_ = zero->shard_params();
     clip_group_ = mesh_->dp().get();
+    if (tp_) tp_->use_zero1(*zero, *dp_);  // tp sums and the global norm act on these pieces
     opt_ = std::move(zero);
   } else {
     opt_ = optim::make_optimizer(cfg_.optim, std::move(groups));

@@ -3,6 +3,7 @@
 // splits the rows across tensor-parallel ranks (vocab parallelism); the model code stays plain math.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include <torch/nn/module.h>
 
@@ -29,6 +30,10 @@ class EmbeddingImpl : public torch::nn::Module {
 
   at::Tensor weight;                   // [vocab, dim]
   std::shared_ptr<EmbeddingComm> comm;  // set by parallel/ when the rows are split
+  // Parameters of the owning model indexed by the same vocabulary along their first dimension (e.g.
+  // BERT's MLM decoder bias, added to logits()): a role, not math. parallel/ splits them with the
+  // rows, so the model's `logits(x) + bias` stays local to each rank's vocabulary range.
+  std::vector<at::Tensor> vocab_aligned;
 };
 TORCH_MODULE(Embedding);
 

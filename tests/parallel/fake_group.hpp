@@ -67,12 +67,14 @@ class FakeGroup final : public parallel::ProcessGroup {
   }
   std::shared_ptr<parallel::Work> reduce_scatter_flat(at::Tensor& out, const at::Tensor& in,
                                                       parallel::ReduceOp op) override {
-    if (op != parallel::ReduceOp::Sum) fail("fake group: reduce_scatter supports Sum only");
+    if (op != parallel::ReduceOp::Sum && op != parallel::ReduceOp::Avg)
+      fail("fake group: reduce_scatter supports Sum and Avg only");
     const int64_t r = rank_, t = size();
-    out.copy_(hub_->exchange(rank_, in, [r, t](const std::vector<at::Tensor>& s) {
+    const bool avg = op == parallel::ReduceOp::Avg;
+    out.copy_(hub_->exchange(rank_, in, [r, t, avg](const std::vector<at::Tensor>& s) {
       auto acc = s[0].chunk(t, 0)[r].clone();
       for (size_t i = 1; i < s.size(); ++i) acc = acc + s[i].chunk(t, 0)[r];
-      return acc;
+      return avg ? acc / static_cast<double>(t) : acc;
     }));
     return done();
   }
@@ -113,6 +115,32 @@ inline void run_ranks(int64_t t, const std::function<void(int64_t, std::shared_p
       }
     });
   }
+  for (auto& th : threads) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+// A tp x dp mesh of threads: fn(tp rank, dp rank, tp group, dp group). The tp group of dp rank d
+// holds the tp ranks 0..tp-1 of d; the dp group of tp rank r holds the dp ranks 0..dp-1 of r.
+inline void run_mesh(int64_t tp, int64_t dp,
+                     const std::function<void(int64_t, int64_t, std::shared_ptr<parallel::ProcessGroup>,
+                                              std::shared_ptr<parallel::ProcessGroup>)>& fn) {
+  std::vector<std::shared_ptr<FakeHub>> tp_hubs, dp_hubs;
+  for (int64_t d = 0; d < dp; ++d) tp_hubs.push_back(std::make_shared<FakeHub>(tp));
+  for (int64_t r = 0; r < tp; ++r) dp_hubs.push_back(std::make_shared<FakeHub>(dp));
+  std::vector<std::exception_ptr> errors(tp * dp);
+  std::vector<std::thread> threads;
+  for (int64_t d = 0; d < dp; ++d)
+    for (int64_t r = 0; r < tp; ++r)
+      threads.emplace_back([&, r, d] {
+        try {
+          fn(r, d, std::make_shared<FakeGroup>(tp_hubs[d], r), std::make_shared<FakeGroup>(dp_hubs[r], d));
+        } catch (...) {
+          errors[d * tp + r] = std::current_exception();
+          tp_hubs[d]->drop();  // let the other ranks' barriers complete instead of hanging
+          dp_hubs[r]->drop();
+        }
+      });
   for (auto& th : threads) th.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
