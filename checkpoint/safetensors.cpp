@@ -113,7 +113,7 @@ SafetensorsFile read_safetensors(const fs::path& path) {
     if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
       fail("safetensors '{}': tensor '{}' lacks dtype, shape or data_offsets", where, name);
     const auto& dt = e["dtype"];
-    auto it = std::find_if(dtypes().begin(), dtypes().end(), [&](const auto& p) { return dt.is_string() && p.first == dt; });
+    auto it = std::find_if(dtypes().begin(), dtypes().end(), [&](const auto& p) { return dt.is_string() && p.first == dt.template get<std::string>(); });
     if (it == dtypes().end()) fail("safetensors '{}': tensor '{}' has unsupported dtype {}", where, name, dt.dump());
     std::vector<int64_t> shape;
     uint64_t numel = 1;

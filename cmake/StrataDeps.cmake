@@ -41,10 +41,16 @@ find_library(STRATA_SENTENCEPIECE_TRAIN sentencepiece_train REQUIRED)
 
 # Shim folder: fmt, spdlog and protobuf (google/) resolve to Debian's copies even though LibTorch's include folder
 # carries other versions of them; everything in Strata then compiles against one copy of each.
+# STRATA_SYSTEM_INCLUDE is where those Debian headers live (/usr/include, or the usr/include of a
+# folder the .deb files were unpacked into, as scripts/gpu/check.sh does on a machine without them).
+set(STRATA_SYSTEM_INCLUDE /usr/include CACHE PATH "folder holding Debian's fmt/, spdlog/ and google/protobuf headers")
+if(NOT STRATA_SYSTEM_INCLUDE STREQUAL "/usr/include")
+  include_directories(SYSTEM ${STRATA_SYSTEM_INCLUDE})  # catch2/, isa-l, sentencepiece, gloo/ from that folder too
+endif()
 set(STRATA_SHIM_INCLUDE ${CMAKE_BINARY_DIR}/shim_include)
 file(MAKE_DIRECTORY ${STRATA_SHIM_INCLUDE})
 foreach(d fmt spdlog google)
   if(NOT EXISTS ${STRATA_SHIM_INCLUDE}/${d})
-    file(CREATE_LINK /usr/include/${d} ${STRATA_SHIM_INCLUDE}/${d} SYMBOLIC)
+    file(CREATE_LINK ${STRATA_SYSTEM_INCLUDE}/${d} ${STRATA_SHIM_INCLUDE}/${d} SYMBOLIC)
   endif()
 endforeach()

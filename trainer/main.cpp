@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   import_cmd->add_option("--out,-o", import_out, "checkpoint directory to create (with a model.yaml to include)")->required();
 
   trainer::ModelBenchOptions bench;
-  auto* bench_cmd = app.add_subcommand("bench-model", "time forward+backward of a model preset on random tokens");
+  auto* bench_cmd = app.add_subcommand("bench-model", "time training steps of a model preset on random tokens");
   bench_cmd->add_option("recipe", bench.recipe, "recipe or preset (its model section)")->required();
   bench_cmd->add_option("--set", bench.overrides, "override a recipe key: section.key=value (repeatable)");
   bench_cmd->add_option("--batch", bench.batch, "sequences per step")->capture_default_str();
@@ -80,6 +80,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--steps", bench.steps, "timed steps")->capture_default_str();
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first")->capture_default_str();
   bench_cmd->add_option("--threads", bench.threads, "intra-op threads (0 = all cores)")->capture_default_str();
+  bench_cmd->add_option("--device", bench.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  bench_cmd->add_option("--dtype", bench.dtype, "fp32 | bf16 (CUDA autocast)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+  bench_cmd->add_option("--optimizer", bench.optimizer, "none (forward+backward) | adamw (a full training step)")
+      ->check(CLI::IsMember({"none", "adamw"}))
+      ->capture_default_str();
 
   trainer::DataBenchOptions dbench;
   auto* dbench_cmd = app.add_subcommand("bench-data", "prep and loader throughput next to the trainer's consumption");

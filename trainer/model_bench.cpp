@@ -5,42 +5,107 @@
 #include <thread>
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <torch/autograd.h>
 
+#include "core/error.hpp"
 #include "models/flops.hpp"
 #include "models/language_model.hpp"
+#include "optim/optimizer.hpp"
+#include "trainer/device_info.hpp"
 #include "trainer/recipe.hpp"
 
 namespace strata::trainer {
+namespace {
+
+at::Device bench_device(const std::string& name) {
+  if (name == "cpu") return at::Device(at::kCPU);
+  if (name == "cuda") {
+    if (!at::hasCUDA()) fail("bench-model --device cuda: no CUDA device is available");
+    return at::Device(at::kCUDA, 0);
+  }
+  fail("bench-model --device '{}': expected cpu or cuda", name);
+}
+
+struct AutocastGuard {
+  explicit AutocastGuard(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+  bool on_;
+};
+
+}  // namespace
 
 double bench_model(const ModelBenchOptions& opt) {
   auto overrides = opt.overrides;
   overrides.push_back("train.seq_len=" + std::to_string(opt.seq_len));
   auto cfg = load_recipe(opt.recipe, overrides).model;
+  if (opt.dtype != "fp32" && opt.dtype != "bf16") fail("bench-model --dtype '{}': expected fp32 or bf16", opt.dtype);
+  if (opt.optimizer != "none" && opt.optimizer != "adamw")
+    fail("bench-model --optimizer '{}': expected none or adamw", opt.optimizer);
+  const auto device = bench_device(opt.device);
+  const bool bf16 = opt.dtype == "bf16";
+  if (bf16 && !device.is_cuda()) fail("bench-model --dtype bf16 needs --device cuda (autocast on CUDA)");
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads);
   at::manual_seed(0);
   auto model = models::make_model(cfg);
+  model->to(device);
   model->train();
-  auto ids = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, at::kLong);
-  auto targets = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, at::kLong);
+  std::unique_ptr<optim::Optimizer> optimizer;
+  if (opt.optimizer == "adamw") {
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (const auto& kv : model->named_parameters()) named.emplace_back(kv.key(), kv.value());
+    optim::OptimConfig oc;
+    oc.name = "adamw";
+    oc.fused = true;  // taken on CUDA only (optim/registry.cpp)
+    optimizer = optim::make_optimizer(oc, optim::default_param_groups(named, oc.weight_decay));
+  }
+  const auto lopt = at::TensorOptions().dtype(at::kLong).device(device);
+  auto ids = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, lopt);
+  auto targets = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, lopt);
   std::cout << fmt::format("config: arch={} n_layer={} d_model={} n_head={} n_kv_head={} d_ff={} vocab={} tie={} params={}",
                            cfg.arch, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.kv_heads(), cfg.ffn_hidden(), cfg.vocab_size,
                            cfg.tie_embeddings ? 1 : 0, models::param_count(cfg))
             << std::endl;
   using Clock = std::chrono::steady_clock;
-  Clock::time_point start;
+  Clock::time_point start = Clock::now();
+  at::Tensor loss;
+  double first_loss = 0;
   for (int64_t s = 0; s < opt.warmup + opt.steps; ++s) {
-    if (s == opt.warmup) start = Clock::now();
     for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
-    auto logits = model->forward(ids);
-    at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets.view({-1})).backward();
+    {
+      AutocastGuard autocast(bf16);
+      auto logits = model->forward(ids);
+      loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+    }
+    loss.backward();
+    if (optimizer) optimizer->step(1e-4);
+    // Reading a value enqueued after the step waits for the device, so the clock brackets finished work.
+    if (s == 0) first_loss = loss.item<double>();
+    if (s + 1 == opt.warmup) start = Clock::now();
   }
+  if (opt.steps > 0) loss.item<double>();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double tps = opt.steps * opt.batch * opt.seq_len / secs;
-  std::cout << fmt::format("strata: {:.1f} tokens/s forward+backward ({} threads, batch {}, seq {}, {} steps, {:.2f} GFLOP/s)",
-                           tps, threads, opt.batch, opt.seq_len, opt.steps, tps * models::flops_per_token(cfg, opt.seq_len) / 1e9)
+  const double flops = tps * models::flops_per_token(cfg, opt.seq_len);
+  std::string where = device.is_cuda() ? fmt::format("{} {}", accelerator_name(device), opt.dtype)
+                                       : fmt::format("{} threads", threads);
+  std::string mfu;
+  if (device.is_cuda())
+    if (auto peak = models::peak_bf16_flops(accelerator_name(device)); peak && bf16)
+      mfu = fmt::format(", MFU {:.1f}% of {:.0f} TFLOP/s", 100.0 * flops / *peak, *peak / 1e12);
+  std::cout << fmt::format("strata: {:.1f} tokens/s {} ({}, batch {}, seq {}, {} steps, {:.2f} GFLOP/s{}, {:.1f} ms/step, first loss {:.4f})",
+                           tps, optimizer ? "train step (fwd+bwd+AdamW)" : "forward+backward", where, opt.batch,
+                           opt.seq_len, opt.steps, flops / 1e9, mfu, 1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss)
             << std::endl;
   return tps;
 }

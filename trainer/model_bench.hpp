@@ -1,5 +1,6 @@
-// `strata bench-model`: forward+backward throughput of a model preset on random tokens (no data,
-// no optimizer), for scripts/bench/models.sh, which runs a PyTorch-eager reference beside it.
+// `strata bench-model`: training-step throughput of a model preset on random tokens (no data loader),
+// for scripts/bench/models.sh and scripts/gpu/check.sh, which run a PyTorch-eager reference beside it.
+// A step is forward + backward, plus an AdamW update when `optimizer` is "adamw" (fused on CUDA).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,9 +12,12 @@ struct ModelBenchOptions {
   std::string recipe;                // a recipe or preset (only the model section is used)
   std::vector<std::string> overrides;
   int64_t batch = 2, seq_len = 64, steps = 3, warmup = 1, threads = 0;
+  std::string device = "cpu";        // cpu | cuda
+  std::string dtype = "fp32";        // fp32 | bf16 (CUDA autocast; weights stay fp32)
+  std::string optimizer = "none";    // none | adamw
 };
 
-// Prints the resolved model shape and tokens/s; returns tokens/s.
+// Prints the resolved model shape, tokens/s, achieved FLOP/s and (on a known GPU) MFU; returns tokens/s.
 double bench_model(const ModelBenchOptions& opt);
 
 }  // namespace strata::trainer

@@ -2,7 +2,9 @@
 """PyTorch-eager reference for scripts/bench/models.sh: the same GPT-2 or Llama shape as Strata's
 models (pre-LN GPT-2 with tied embeddings and tanh GELU; Llama with RMSNorm, interleaved RoPE,
 SwiGLU, GQA), timed for forward+backward on random tokens with the same threads, batch and
-sequence length. Prints tokens/s.
+sequence length. Prints tokens/s. On CUDA (--device cuda) with --dtype bf16 it runs under autocast
+like Strata's trainer, and --optimizer adamw adds torch.optim.AdamW(fused=True), so a step is a full
+training step (scripts/gpu/check.sh).
 """
 import argparse
 import time
@@ -23,8 +25,8 @@ class Attention(nn.Module):
 
     def apply_rope(self, x):
         B, H, T, hd = x.shape
-        inv = self.theta ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
-        ang = torch.outer(torch.arange(T, dtype=torch.float32), inv)
+        inv = self.theta ** (-torch.arange(0, hd, 2, dtype=torch.float32, device=x.device) / hd)
+        ang = torch.outer(torch.arange(T, dtype=torch.float32, device=x.device), inv)
         cos, sin = ang.cos(), ang.sin()
         xf = x.float().reshape(B, H, T, hd // 2, 2)
         x0, x1 = xf[..., 0], xf[..., 1]
@@ -97,22 +99,51 @@ def main():
     for k in ["n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "vocab", "tie", "batch", "seq", "steps", "warmup", "threads"]:
         p.add_argument(f"--{k}", type=int, required=True)
     p.add_argument("--arch", required=True)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--optimizer", default="none", choices=["none", "adamw"])
+    p.add_argument("--profile", action="store_true", help="after timing, print the top device kernels of 3 steps")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    m = Model(a, a.seq).train()
-    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
-    tgt = torch.randint(0, a.vocab, (a.batch, a.seq))
+    dev = torch.device(a.device)
+    m = Model(a, a.seq).to(dev).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=a.device == "cuda") if a.optimizer == "adamw" else None
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+    tgt = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     n = sum(p.numel() for p in m.parameters())
+    start = time.perf_counter()
     for s in range(a.warmup + a.steps):
-        if s == a.warmup:
-            start = time.perf_counter()
         m.zero_grad(set_to_none=True)
-        logits = m(ids)
-        F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1)).backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            logits = m(ids)
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1))
+        loss.backward()
+        if opt is not None:
+            opt.step()
+        if s + 1 == a.warmup:
+            loss.item()  # waits for the device
+            start = time.perf_counter()
+    loss.item()
     secs = time.perf_counter() - start
-    print(f"pytorch: {a.steps * a.batch * a.seq / secs:.1f} tokens/s forward+backward ({a.threads} threads, "
-          f"{n} parameters, torch {torch.__version__})")
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device == "cuda" else [])
+        with profile(activities=acts) as prof:
+            for _ in range(3):
+                m.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+                    logits = m(ids)
+                F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1)).backward()
+                if opt is not None:
+                    opt.step()
+            loss.item()
+        key = "self_cuda_time_total" if a.device == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=60))
+    kind = "train step (fwd+bwd+AdamW)" if opt is not None else "forward+backward"
+    where = f"{torch.cuda.get_device_name()} {a.dtype}" if a.device == "cuda" else f"{a.threads} threads"
+    print(f"pytorch: {a.steps * a.batch * a.seq / secs:.1f} tokens/s {kind} ({where}, "
+          f"{n} parameters, torch {torch.__version__}, {1e3 * secs / max(a.steps, 1):.1f} ms/step)")
 
 
 if __name__ == "__main__":
