@@ -38,9 +38,17 @@ void TpRng::exit() {
 }
 
 at::Tensor ColumnParallelComm::before(const at::Tensor& x) {
-  if (enters_region_ && ctx_->rng) ctx_->rng->enter();
   auto& g = *ctx_->group;
-  return ctx_->sequence_parallel ? gather_from_sp_region(x, ctx_->seq_dim, g) : copy_to_tp_region(x, g);
+  auto enter = [&] { return ctx_->sequence_parallel ? gather_from_sp_region(x, ctx_->seq_dim, g) : copy_to_tp_region(x, g); };
+  if (!enters_region_) return enter();
+  if (ctx_->rng) ctx_->rng->enter();
+  const bool grad = at::GradMode::is_enabled();
+  if (ctx_->entry_in.defined() && ctx_->entry_in.unsafeGetTensorImpl() == x.unsafeGetTensorImpl() &&
+      ctx_->entry_grad == grad)
+    return ctx_->entry_out;  // another column layer of this region on the same input: one entry
+  auto out = enter();
+  ctx_->entry_in = x, ctx_->entry_out = out, ctx_->entry_grad = grad;
+  return out;
 }
 
 at::Tensor ColumnParallelComm::after(const at::Tensor& y, const at::Tensor& bias) {
@@ -51,6 +59,7 @@ at::Tensor RowParallelComm::after(const at::Tensor& y, const at::Tensor& bias) {
   auto& g = *ctx_->group;
   auto out = ctx_->sequence_parallel ? reduce_scatter_to_sp_region(y, ctx_->seq_dim, g) : reduce_from_tp_region(y, g);
   if (ctx_->rng) ctx_->rng->exit();
+  ctx_->entry_in = at::Tensor(), ctx_->entry_out = at::Tensor();  // the region ends
   return bias.defined() ? out + bias : out;  // replicated bias, added once after the reduce
 }
 

@@ -41,6 +41,12 @@ struct TpContext {
   bool sequence_parallel = false;  // activations outside regions are split along seq_dim
   int64_t seq_dim = 1;             // [B, T, d]
   std::shared_ptr<TpRng> rng;      // null: dropout in regions uses the default generator
+  // The region entry (f, or the sequence all-gather) of the current region: column layers that read
+  // the same input (Q, K and V; SwiGLU's gate and up) share one entry, so the backward all-reduce
+  // (and the sequence-parallel forward all-gather) runs once per region, as in Megatron's fused QKV.
+  // Cleared at the region's exit (the row layer).
+  at::Tensor entry_in, entry_out;
+  bool entry_grad = false;
 };
 
 class ColumnParallelComm final : public models::LinearComm {

@@ -1,4 +1,5 @@
-// Benchmark, not a test (hidden tag [.bench]; scripts/bench/tp.sh runs it): tensor-parallel traffic
+// One test (a block's traffic is exactly Megatron's count) and a benchmark (hidden tag [.bench];
+// scripts/bench/tp.sh runs it): tensor-parallel traffic
 // per transformer layer against Megatron's count, and the step-time overhead of tp = 2 over tp = 1,
 // both with ranks simulated by threads over the in-process FakeGroup (no network: the overhead is
 // the extra work and synchronisation of the split, not wire time).
@@ -12,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "models/gpt.hpp"
+#include "models/llama.hpp"
 #include "parallel/parallelize.hpp"
 #include "parallel/vocab_parallel.hpp"
 #include "tests/parallel/fake_group.hpp"
@@ -68,7 +70,8 @@ TEST_CASE("tensor-parallel traffic per layer and step-time overhead", "[.bench][
     testing::run_ranks(t, [&](int64_t r, std::shared_ptr<parallel::ProcessGroup> g) {
       at::set_num_threads(1);
       auto counting = std::make_shared<CountingGroup>(g);
-      models::Gpt m(c);
+      auto mp = std::make_shared<models::Gpt>(c);  // named_modules() needs a shared_ptr-held top module
+      auto& m = *mp;
       parallel::TensorParallelOptions o;
       o.vocab_multiple = 8;
       auto plan = parallel::parallelize(m, counting, o);
@@ -109,4 +112,30 @@ TEST_CASE("tensor-parallel traffic per layer and step-time overhead", "[.bench][
               "ideal 0.5 with free communication)\n",
               t1 * 1e3, t2 * 1e3, t2 / t1);
   REQUIRE(per_layer > 0);
+}
+
+TEST_CASE("one block communicates Megatron's 4*B*s*h: Q/K/V and gate/up share one region entry", "[parallel][tp]") {
+  const int64_t B = 2, S = 8, d = 32;
+  for (const std::string arch : {"gpt", "llama"}) {
+    models::ModelConfig cfg;
+    cfg.d_model = d, cfg.n_head = 4, cfg.max_seq_len = 16;
+    if (arch == "llama") cfg.n_kv_head = 2, cfg.multiple_of = 16, cfg.bias = false;
+    std::vector<int64_t> act(2, -1);
+    testing::run_ranks(2, [&](int64_t r, std::shared_ptr<parallel::ProcessGroup> g) {
+      at::set_num_threads(1);
+      auto counting = std::make_shared<CountingGroup>(g);
+      std::shared_ptr<torch::nn::Module> block;
+      if (arch == "gpt") block = std::make_shared<models::GptBlockImpl>(cfg);
+      else block = std::make_shared<models::LlamaBlockImpl>(cfg);
+      parallel::parallelize(*block, counting);
+      auto x = at::ones({B, S, d}).requires_grad_();
+      auto y = arch == "gpt" ? std::static_pointer_cast<models::GptBlockImpl>(block)->forward(x)
+                             : std::static_pointer_cast<models::LlamaBlockImpl>(block)->forward(x);
+      y.sum().backward();
+      act[r] = counting->act_elems;
+    });
+    INFO(arch);
+    REQUIRE(act[0] == 4 * B * S * d);  // 2 all-reduces forward (exits) + 2 backward (entries)
+    REQUIRE(act[1] == act[0]);
+  }
 }
