@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--optimizer", bench.optimizer, "none (forward+backward) | adamw (a full training step)")
       ->check(CLI::IsMember({"none", "adamw"}))
       ->capture_default_str();
+  bench_cmd->add_option("--save-init", bench.save_init,
+                        "write the initial weights and the batch to this safetensors file (for the PyTorch reference's --load)");
 
   trainer::DataBenchOptions dbench;
   auto* dbench_cmd = app.add_subcommand("bench-data", "prep and loader throughput next to the trainer's consumption");

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <torch/autograd.h>
 
+#include "checkpoint/safetensors.hpp"
 #include "core/error.hpp"
 #include "models/flops.hpp"
 #include "models/language_model.hpp"
@@ -72,6 +73,11 @@ double bench_model(const ModelBenchOptions& opt) {
   const auto lopt = at::TensorOptions().dtype(at::kLong).device(device);
   auto ids = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, lopt);
   auto targets = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, lopt);
+  if (!opt.save_init.empty()) {
+    std::map<std::string, at::Tensor> init{{"__ids", ids}, {"__targets", targets}};
+    for (const auto& kv : model->named_parameters()) init[kv.key()] = kv.value().detach();
+    checkpoint::write_safetensors(opt.save_init, init);
+  }
   std::cout << fmt::format("config: arch={} n_layer={} d_model={} n_head={} n_kv_head={} d_ff={} vocab={} tie={} params={}",
                            cfg.arch, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.kv_heads(), cfg.ffn_hidden(), cfg.vocab_size,
                            cfg.tie_embeddings ? 1 : 0, models::param_count(cfg))
@@ -94,6 +100,7 @@ double bench_model(const ModelBenchOptions& opt) {
     if (s + 1 == opt.warmup) start = Clock::now();
   }
   if (opt.steps > 0) loss.item<double>();
+  std::cout << fmt::format("first_loss: {:.9g}", first_loss) << std::endl;
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double tps = opt.steps * opt.batch * opt.seq_len / secs;
   const double flops = tps * models::flops_per_token(cfg, opt.seq_len);

@@ -15,6 +15,9 @@ struct ModelBenchOptions {
   std::string device = "cpu";        // cpu | cuda
   std::string dtype = "fp32";        // fp32 | bf16 (CUDA autocast; weights stay fp32)
   std::string optimizer = "none";    // none | adamw
+  // When set: the initial weights (Strata names) and the batch ("__ids", "__targets") go to this
+  // safetensors file, so scripts/bench/models_reference.py --load can start from the same state.
+  std::string save_init;
 };
 
 // Prints the resolved model shape, tokens/s, achieved FLOP/s and (on a known GPU) MFU; returns tokens/s.

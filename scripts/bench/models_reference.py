@@ -7,6 +7,9 @@ like Strata's trainer, and --optimizer adamw adds torch.optim.AdamW(fused=True),
 training step (scripts/gpu/check.sh).
 """
 import argparse
+import json
+import re
+import struct
 import time
 
 import torch
@@ -94,6 +97,41 @@ class Model(nn.Module):
         return self.head(x) if self.head is not None else F.linear(x, self.tok.weight)
 
 
+def read_safetensors(path):
+    """The tensors of a safetensors file (F32/F64/I64/BF16), without the safetensors package."""
+    dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "BF16": torch.bfloat16}
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, c = e["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(data[b:c]), dtype=dtypes[e["dtype"]]).reshape(e["shape"])
+    return out
+
+
+def load_strata_init(m, path, seq):
+    """Loads weights written by `strata bench-model --save-init` (Strata's parameter names) into the
+    reference model; returns the batch (ids, targets) stored beside them."""
+    t = read_safetensors(path)
+    rename = [(r"^tok_emb\.", "tok."), (r"^norm_f\.", "norm."), (r"\.mlp\.", ".")]
+    state = {}
+    for name, v in t.items():
+        if name.startswith("__"):
+            continue
+        if name == "pos_emb":
+            state["pos"] = v[:seq]
+            continue
+        for a, b in rename:
+            name = re.sub(a, b, name)
+        state[name] = v
+    m.load_state_dict(state, strict=True)
+    return t["__ids"], t["__targets"]
+
+
 def main():
     p = argparse.ArgumentParser()
     for k in ["n_layer", "d_model", "n_head", "n_kv_head", "d_ff", "vocab", "tie", "batch", "seq", "steps", "warmup", "threads"]:
@@ -102,6 +140,7 @@ def main():
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--optimizer", default="none", choices=["none", "adamw"])
+    p.add_argument("--load", help="start from `strata bench-model --save-init` weights and batch; prints first_loss")
     p.add_argument("--profile", action="store_true", help="after timing, print the top device kernels of 3 steps")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -111,6 +150,8 @@ def main():
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=a.device == "cuda") if a.optimizer == "adamw" else None
     ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     tgt = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+    if a.load:
+        ids, tgt = (x.to(dev) for x in load_strata_init(m, a.load, a.seq))
     n = sum(p.numel() for p in m.parameters())
     start = time.perf_counter()
     for s in range(a.warmup + a.steps):
@@ -121,11 +162,14 @@ def main():
         loss.backward()
         if opt is not None:
             opt.step()
+        if s == 0:
+            first_loss = loss.item()
         if s + 1 == a.warmup:
             loss.item()  # waits for the device
             start = time.perf_counter()
     loss.item()
     secs = time.perf_counter() - start
+    print(f"first_loss: {first_loss:.9g}")
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device == "cuda" else [])
