@@ -6,6 +6,7 @@
 #include <ATen/Context.h>
 
 #include "core/error.hpp"
+#include "models/blocks/vocab_projection.hpp"
 #include "parallel/tensor_parallel_ops.hpp"
 
 namespace strata::parallel {
@@ -82,7 +83,7 @@ at::Tensor VocabParallelEmbeddingComm::lookup(const at::Tensor& weight, const at
 at::Tensor VocabParallelEmbeddingComm::logits(const at::Tensor& weight, const at::Tensor& x) {
   auto& g = *ctx_->group;
   auto in = ctx_->sequence_parallel ? gather_from_sp_region(x, ctx_->seq_dim, g) : copy_to_tp_region(x, g);
-  return at::linear(in, weight);  // local logits [.., V'/t]
+  return models::vocab_projection(in, weight, models::vocab_align_for(in));  // local logits [.., V'/t]
 }
 
 }  // namespace strata::parallel

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "models/blocks/vocab_projection.hpp"
+
 namespace strata::models {
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim) { weight = register_parameter("weight", at::empty({vocab, dim})); }
@@ -14,6 +16,8 @@ at::Tensor EmbeddingImpl::lookup_add(const at::Tensor& ids, const at::Tensor& ad
   return comm ? comm->lookup(weight, ids, add) : at::embedding(weight, ids) + add;
 }
 
-at::Tensor EmbeddingImpl::logits(const at::Tensor& x) { return comm ? comm->logits(weight, x) : at::linear(x, weight); }
+at::Tensor EmbeddingImpl::logits(const at::Tensor& x) {
+  return comm ? comm->logits(weight, x) : vocab_projection(x, weight, vocab_align_for(x));
+}
 
 }  // namespace strata::models

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "models/blocks/vocab_projection.hpp"
+
 namespace strata::models {
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, LinearRole r) : role(r) {
@@ -10,7 +12,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, LinearRole r) : 
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
-  if (!comm) return at::linear(x, weight, bias);
+  if (!comm) {
+    if (role == LinearRole::Vocab && !bias.defined()) return vocab_projection(x, weight, vocab_align_for(x));
+    return at::linear(x, weight, bias);
+  }
   return comm->after(at::linear(comm->before(x), weight), bias);
 }
 
