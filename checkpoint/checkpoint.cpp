@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
 
 #include "checkpoint/manifest.pb.h"
 #include "checkpoint/sliced.hpp"
@@ -138,14 +140,46 @@ std::optional<fs::path> latest_checkpoint(const fs::path& root) {
   return best;
 }
 
+namespace {
+
+// ".tmp_step_<N>.<id>" / ".old_step_<N>.<id>" -> N, for leftovers of interrupted saves.
+std::optional<int64_t> leftover_step(const std::string& name, const std::string& prefix) {
+  if (name.rfind(prefix, 0) != 0) return std::nullopt;
+  const auto dot = name.find('.', prefix.size());
+  auto digits = name.substr(prefix.size(), dot == std::string::npos ? std::string::npos : dot - prefix.size());
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return std::nullopt;
+  return std::stoll(digits);
+}
+
+}  // namespace
+
 void apply_retention(const fs::path& root, int64_t keep, int64_t keep_every) {
   std::vector<std::pair<int64_t, fs::path>> all;
+  std::set<int64_t> published;
   for (const auto& e : fs::directory_iterator(root))
-    if (auto s = step_of(e.path())) all.emplace_back(*s, e.path());
+    if (auto s = step_of(e.path())) {
+      all.emplace_back(*s, e.path());
+      if (fs::exists(e.path() / "manifest.pb")) published.insert(*s);
+    }
   std::sort(all.begin(), all.end());
   for (size_t i = 0; i + keep < all.size(); ++i) {
     if (keep_every > 0 && all[i].first % keep_every == 0) continue;
     fs::remove_all(all[i].second);
+  }
+  // Leftovers of saves a crash interrupted. Saves of one run are serialised and in step order, so a
+  // staging directory of a step no newer than the newest published one is dead; a moved-aside old
+  // copy is redundant once its step is published again (until then it is the only copy: kept).
+  if (published.empty()) return;
+  const int64_t newest = *published.rbegin();
+  for (const auto& e : fs::directory_iterator(root)) {
+    const auto name = e.path().filename().string();
+    auto tmp = leftover_step(name, ".tmp_step_");
+    auto old = leftover_step(name, ".old_step_");
+    if ((tmp && *tmp <= newest) || (old && published.count(*old))) {
+      std::error_code ec;
+      fs::remove_all(e.path(), ec);
+      if (!ec) spdlog::info("checkpoint: removed {} (left by an interrupted save)", e.path().string());
+    }
   }
 }
 

@@ -70,3 +70,18 @@ TEST_CASE("unfinished temporary directories are never taken as checkpoints; rete
   std::sort(left.begin(), left.end());
   REQUIRE(left == std::vector<std::string>{"step_20", "step_40", "step_50"});
 }
+
+TEST_CASE("retention removes leftovers of interrupted saves, never a sole copy or a newer save", "[checkpoint]") {
+  strata::testing::TempDir dir;
+  for (int s : {10, 20}) save_checkpoint(dir.path(), sample(s));
+  for (const char* d : {".tmp_step_15.123", ".tmp_step_20.77", ".tmp_step_30.9", ".old_step_20.5", ".old_step_25.5"})
+    fs::create_directories(dir / d);
+  apply_retention(dir.path(), 5, 0);
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir.path())) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  // .tmp 15/20: staging of steps no newer than the newest published (20), dead. .tmp 30: may be a
+  // save in flight of a later step. .old 20: step_20 is published. .old 25: the only copy of step 25.
+  REQUIRE(left == std::vector<std::string>{".old_step_25.5", ".tmp_step_30.9", "step_10", "step_20"});
+  REQUIRE(latest_checkpoint(dir.path())->filename() == "step_20");
+}
