@@ -233,6 +233,17 @@ double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) cons
   return weighted_norm(grads, weights, nullptr);
 }
 
+double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params, ProcessGroup& also) const {
+  std::vector<at::Tensor> grads;
+  std::vector<double> weights;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    weights.push_back(weight_of(p));
+  }
+  return weighted_norm(grads, weights, &also);
+}
+
 double TensorParallelPlan::clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
   const double norm = grad_norm(params);
   if (max_norm > 0 && norm > max_norm) {

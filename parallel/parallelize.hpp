@@ -82,6 +82,8 @@ struct TensorParallelPlan {
   void sync_grads() const;
   // Global L2 norm of the gradients over the tp group: every parameter element counted once.
   double grad_norm(const std::vector<at::Tensor>& params) const;
+  // The same, then summed over `also` as well: pipeline stages (the pp group) hold disjoint parameters.
+  double grad_norm(const std::vector<at::Tensor>& params, ProcessGroup& also) const;
   // Scales the gradients so that grad_norm() <= max_norm (no-op if max_norm <= 0); returns the norm.
   double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const;
 

@@ -100,7 +100,6 @@ void check_pipeline_supported(const RunConfig& cfg) {
   if (par.pp <= 1) return;
   auto refuse = [&](const std::string& what) { fail("parallel.pp = {}: {}", par.pp, what); };
   if (cfg.model.arch == "bert") refuse("model.arch = bert (masked LM) has no pipeline hooks; use gpt or llama");
-  if (par.tp > 1) refuse(fmt::format("parallel.tp = {} together with pipeline parallelism is not wired yet; set one of them to 1", par.tp));
   if (par.zero1) refuse("parallel.zero1 = true is not wired through the pipeline; set parallel.zero1 = false");
   if (cfg.growth.enabled()) refuse("growth events (growth:) are not supported with pipeline parallelism; remove growth or set parallel.pp = 1");
   if (cfg.reweighting.strategy != "none")
@@ -128,8 +127,8 @@ void check_pipeline_supported(const RunConfig& cfg) {
 }
 
 PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& model, const parallel::DeviceMesh& mesh,
-                                 at::Device device, NamedParams& params)
-    : cfg_(cfg), model_(model), pp_(mesh.pp()), dp_(mesh.dp()), device_(device) {
+                                 at::Device device, NamedParams& params, const TensorParallelSetup* tp)
+    : cfg_(cfg), model_(model), pp_(mesh.pp()), dp_(mesh.dp()), tp_(tp), device_(device) {
   check_pipeline_supported(cfg);
   on_main_line_ = mesh.coord().dp == 0 && mesh.coord().tp == 0;
   const auto& par = cfg.parallel;
@@ -155,12 +154,18 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
     held_ = kept;
   }
   auto sched = parallel::make_schedule(parallel::parse_pipe_schedule(par.schedule), p, cfg.train.grad_accum, par.virtual_stages);
-  runtime_ = std::make_unique<parallel::PipeRuntime>(
-      std::move(sched), pp_, std::vector<int64_t>{cfg.train.micro_batch, cfg.train.seq_len, cfg.model.d_model},
-      at::TensorOptions().dtype(at::kFloat).device(device));
+  // Sequence parallelism: each tp rank sends its own slice of the sequence (what its stage's last
+  // layer leaves it and the next stage's first layer gathers), not the gathered sequence.
+  const int64_t tp_size = tp_ ? tp_->plan().tp() : 1;
+  const bool sp = tp_ && cfg.parallel.sequence_parallel;
+  act_shape_ = {cfg.train.micro_batch, sp ? cfg.train.seq_len / tp_size : cfg.train.seq_len, cfg.model.d_model};
+  runtime_ = std::make_unique<parallel::PipeRuntime>(std::move(sched), pp_, act_shape_,
+                                                     at::TensorOptions().dtype(at::kFloat).device(device));
   stage_ = std::make_unique<ModelPipeStage>(model, parts_, device);
   stage_->set_loss_fn([this](const at::Tensor& logits, const at::Tensor& targets) {
-    auto loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+    // tp > 1: `logits` are this rank's vocabulary shard; the loss is reduced over the stage's tp group.
+    auto loss = tp_ ? tp_->loss(logits, targets)
+                    : at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
     logged_.at(current_mb_) = loss.detach();
     return loss;
   });
@@ -168,9 +173,13 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
   for (int64_t c = r; c < chunks; c += p) layout += fmt::format("{}chunk {} = layers [{}, {})", layout.empty() ? "" : ", ", c,
                                                                 parts_[c].begin, parts_[c].end);
   spdlog::info("pipeline: pp rank {} of {} ({} schedule, {} micro-batches = train.grad_accum, v = {}, partition {}): {}; {} "
-               "parameter tensors held{}",
+               "parameter tensors held{}{}",
                r, p, par.schedule, cfg.train.grad_accum, par.virtual_stages, par.partition, layout, held_.size(),
-               tied_.empty() ? "" : ", tied embedding shared with the other end");
+               tied_.empty() ? "" : ", tied embedding shared with the other end",
+               tp_ ? fmt::format("; stage tensor-parallel over tp = {} (tp rank {}), activations [{}, {}, {}]{}", tp_size,
+                                 mesh.coord().tp, act_shape_[0], act_shape_[1], act_shape_[2],
+                                 sp ? " (sequence-parallel slices)" : "")
+                   : std::string());
 }
 
 at::Tensor PipelineTrainer::train_step(int64_t step, data::TrainingData& data, parallel::DataParallel* dp) {
@@ -262,14 +271,19 @@ void PipelineTrainer::log_bubble() {
 
 double PipelineTrainer::clip_grad_norm(double max_norm) {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> grads;
-  for (const auto& p : norm_params_)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  at::Tensor sq = grads.empty() ? at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_))
-                                : at::stack(at::_foreach_norm(grads, 2)).to(at::kDouble).pow(2).sum();
-  sq = sq.reshape({1}).contiguous();
-  pp_->all_reduce(sq, parallel::ReduceOp::Sum)->wait();
-  const double norm = sq.sqrt().item<double>();
+  double norm = 0;
+  if (tp_) {  // tp shards summed over the stage's tp group, replicated tensors counted once; then over pp
+    norm = tp_->plan().grad_norm(norm_params_, *pp_);
+  } else {
+    std::vector<at::Tensor> grads;
+    for (const auto& p : norm_params_)
+      if (p.grad().defined()) grads.push_back(p.grad());
+    at::Tensor sq = grads.empty() ? at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_))
+                                  : at::stack(at::_foreach_norm(grads, 2)).to(at::kDouble).pow(2).sum();
+    sq = sq.reshape({1}).contiguous();
+    pp_->all_reduce(sq, parallel::ReduceOp::Sum)->wait();
+    norm = sq.sqrt().item<double>();
+  }
   if (max_norm > 0 && norm > max_norm) {  // the same scale as optim::clip_grad_norm
     const double scale = max_norm / (norm + 1e-6);
     for (const auto& [_, p] : held_)
@@ -293,7 +307,7 @@ double PipelineTrainer::evaluate(data::TrainingData& data, std::vector<std::pair
   std::vector<double> losses(items, 0.0);
   std::vector<at::Tensor> sent;
   std::vector<std::shared_ptr<parallel::Work>> works;
-  const std::vector<int64_t> shape{mb, cfg_.train.seq_len, cfg_.model.d_model};
+  const std::vector<int64_t>& shape = act_shape_;  // [mb, seq (/ tp with sequence parallelism), d]
   {
     Autocast autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
     // Forward-only pipelining: each rank runs its chunks in order over every item; sends are posted
@@ -312,8 +326,9 @@ double PipelineTrainer::evaluate(data::TrainingData& data, std::vector<std::pair
         x = model_.forward_layers(x, parts_[c].begin, parts_[c].end);
         if (c == C - 1) {
           auto logits = model_.forward_head(x);
-          losses[k] = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat),
-                                             b.targets.to(device_).view({-1}))
+          auto targets = b.targets.to(device_);
+          losses[k] = (tp_ ? tp_->loss(logits, targets)
+                           : at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1})))
                           .item<double>();
         } else {
           sent.push_back(x.to(at::kFloat).contiguous());
@@ -339,12 +354,13 @@ double PipelineTrainer::evaluate(data::TrainingData& data, std::vector<std::pair
   return buf[0].item<double>() / (static_cast<double>(n_eval) * static_cast<double>(n_src));
 }
 
-std::map<std::string, at::Tensor> PipelineTrainer::gather_to_main(const std::map<std::string, at::Tensor>& optim_state) {
+std::map<std::string, at::Tensor> PipelineTrainer::gather_to_main(const NamedParams& params,
+                                                                  const std::map<std::string, at::Tensor>& optim_state) {
   std::map<std::string, at::Tensor> out;
-  if (!on_main_line_) return out;  // dp replicas hold the same tensors as dp rank 0
+  if (!on_main_line_) return out;  // dp replicas (and tp ranks, after the tp gather) hold the same tensors
   if (pp_->rank() > 0) {
     std::vector<std::pair<std::string, at::Tensor>> items;
-    for (const auto& [name, p] : held_) items.emplace_back("model." + name, p);
+    for (const auto& [name, p] : params) items.emplace_back("model." + name, p);
     for (const auto& [key, t] : optim_state) items.emplace_back("optim." + key, t);
     send_named(*pp_, 0, items, device_);
     return out;

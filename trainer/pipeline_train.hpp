@@ -14,6 +14,17 @@
 // tied embedding on the first rank only) for clipping. The logged loss is the mean over
 // micro-batches computed on the last stage (dp-averaged there) and broadcast over the pp group.
 //
+// With tensor parallelism (parallel.tp > 1, trainer/tensor_parallel_setup.hpp) the model was
+// sharded over the mesh's tp group before the stages were cut, so each stage's layers run
+// tensor-parallel over that stage's tp group; the pp group links the ranks of one (tp, dp)
+// coordinate, so tp rank q of stage s talks to tp rank q of stage s +- 1. The activations crossing
+// a stage boundary are the tp-replicated [micro_batch, seq, d] tensors, or with sequence
+// parallelism each tp rank's own [micro_batch, seq / tp, d] slice (Megatron's scatter/gather
+// optimisation: no gather before the send). The last stage's loss is the vocab-parallel
+// cross-entropy; the tied embedding is vocab-sharded the same way on both ends, so the end-to-end
+// gradient sum pairs equal shards; the clipping norm counts tp shards once and replicated tensors
+// once (summed over tp, then over pp).
+//
 // Checkpoints stay layout-independent: every stage's parameters and optimizer state go to world
 // rank 0 (point-to-point over rank 0's pp group) under the pp = 1 names, and loading picks what
 // this rank holds, so a pp = 2 run resumes under pp = 1 and the other way round.
@@ -32,6 +43,7 @@
 #include "parallel/pipeline_runtime.hpp"
 #include "trainer/pipeline_stage.hpp"
 #include "trainer/run_config.hpp"
+#include "trainer/tensor_parallel_setup.hpp"
 
 namespace strata::trainer {
 
@@ -42,8 +54,9 @@ class PipelineTrainer {
  public:
   using NamedParams = std::vector<std::pair<std::string, at::Tensor>>;
   // `params` is the full model's parameter list (name order); on return it holds only this rank's.
+  // `tp`: the model's tensor-parallel sharding (null for tp = 1), already applied to `model`.
   PipelineTrainer(const RunConfig& cfg, models::LanguageModel& model, const parallel::DeviceMesh& mesh, at::Device device,
-                  NamedParams& params);
+                  NamedParams& params, const TensorParallelSetup* tp = nullptr);
 
   // Runs step `step`'s micro-batches through the schedule and reduces gradients (dp, tied ends).
   // Returns, on every rank, the sum over micro-batches of the mean cross-entropy (dp-averaged) as a
@@ -55,8 +68,10 @@ class PipelineTrainer {
   // by_dataset receives "val_loss/<name>" entries. Every rank gets the result.
   double evaluate(data::TrainingData& data, std::vector<std::pair<std::string, double>>& by_dataset);
   // Collective over the pipeline ranks with dp (and tp) coordinate 0: world rank 0 receives the
-  // other stages' "model.<name>" and "optim.<key>" tensors; other ranks get an empty map.
-  std::map<std::string, at::Tensor> gather_to_main(const std::map<std::string, at::Tensor>& optim_state);
+  // other stages' "model.<name>" and "optim.<key>" tensors; other ranks get an empty map. `params`:
+  // this rank's held parameters as saved (with tp: gathered to full tensors), in held order.
+  std::map<std::string, at::Tensor> gather_to_main(const NamedParams& params,
+                                                   const std::map<std::string, at::Tensor>& optim_state);
 
   const std::vector<parallel::LayerRange>& parts() const { return parts_; }
   const parallel::PipeSchedule& schedule() const { return runtime_->schedule(); }
@@ -69,6 +84,8 @@ class PipelineTrainer {
   const RunConfig& cfg_;
   models::LanguageModel& model_;
   std::shared_ptr<parallel::ProcessGroup> pp_, dp_;
+  const TensorParallelSetup* tp_ = nullptr;  // parallel.tp > 1: vocab-parallel loss, tp-aware clipping norm
+  std::vector<int64_t> act_shape_;           // what crosses a stage boundary
   bool on_main_line_;  // dp (and tp) coordinate 0: takes part in checkpoint gathers
   at::Device device_;
   std::vector<parallel::LayerRange> parts_;

@@ -21,10 +21,10 @@ std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::Languag
   auto refuse = [&](const std::string& what) {
     fail("parallel.tp = {}: {} is not supported with tensor parallelism yet (rank {})", t, what, mesh.rank());
   };
-  if (cfg.parallel.pp > 1) refuse("parallel.pp > 1 (pipeline and tensor parallelism together)");
   if (cfg.optim.name == "sophia") refuse("optim.name = sophia (its curvature refresh uses full logits)");
   if (cfg.reweighting.strategy != "none") refuse("reweighting.strategy = " + cfg.reweighting.strategy);
-  if (cfg.growth.enabled()) refuse("a growth: section (model growth)");
+  // A growth: section is fine here once the model is grown; a pending growth event is refused by
+  // Trainer::setup_growth, which runs first.
   if (cfg.train.activation_checkpointing)
     refuse("train.activation_checkpointing = true (recomputation would replay collectives and the tp dropout stream)");
 

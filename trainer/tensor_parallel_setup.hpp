@@ -1,4 +1,4 @@
-// Tensor parallelism in the trainer (pp = 1): parallel.tp > 1 shards the model over the mesh's tp
+// Tensor parallelism in the trainer: parallel.tp > 1 shards the model over the mesh's tp
 // group after it was built and initialised with tp = 1 shapes from the run's seed on every rank, so
 // each tp rank holds exact slices of the tp = 1 weights (parallel/parallelize.hpp). Data parallelism
 // stays over the mesh's dp group: all tp ranks of one dp rank read the same micro-batches.
@@ -8,7 +8,9 @@
 // sequence-parallel partial gradients) and the clipped global grad norm (every element counted
 // once). Checkpoints stay layout-independent: full_params / full_optim_state gather the shards into
 // the tensors a tp = 1 run would save (collective over tp), and local_param / local_optim slice them
-// on load, so a run saved under one tp resumes under another.
+// on load, so a run saved under one tp resumes under another. With parallel.pp > 1 the sharded model
+// is then cut into pipeline stages (trainer/pipeline_train.hpp), each stage tensor-parallel over its
+// own tp group.
 #pragma once
 #include <map>
 #include <memory>

@@ -101,7 +101,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
                  models::set_activation_checkpointing(*model_, true));
   // parallel.pp > 1: keep this rank's chunks only (params_ narrows to them; trainer/pipeline_train.hpp).
-  if (cfg_.parallel.pp > 1) pipe_ = std::make_unique<PipelineTrainer>(cfg_, *model_, *mesh_, device_, params_);
+  if (cfg_.parallel.pp > 1) pipe_ = std::make_unique<PipelineTrainer>(cfg_, *model_, *mesh_, device_, params_, tp_.get());
   std::set<std::string> linear_weights;  // for optim.decay_rule = linear_only
   for (const auto& kv : model_->named_modules())
     if (dynamic_cast<const models::LinearImpl*>(kv.value().get()))
@@ -277,12 +277,13 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step) {
 
 checkpoint::CheckpointState Trainer::capture_state(int64_t step, std::map<std::string, at::Tensor> opt_state) {
   if (tp_) opt_state = tp_->full_optim_state(opt_state);  // tp = 1 tensors (collective over tp)
+  const auto full_params = tp_ ? tp_->full_params(params_) : params_;  // collective over tp
   // Pipeline: the other stages' model.* / optim.* tensors reach world rank 0 (collective).
-  const auto other_stages = pipe_ ? pipe_->gather_to_main(opt_state) : std::map<std::string, at::Tensor>{};
+  const auto other_stages = pipe_ ? pipe_->gather_to_main(full_params, opt_state) : std::map<std::string, at::Tensor>{};
   checkpoint::CheckpointState st;
   st.step = step;
   st.config_yaml = dump_recipe(cfg_);
-  for (const auto& [name, p] : tp_ ? tp_->full_params(params_) : params_) st.tensors["model." + name] = p;
+  for (const auto& [name, p] : full_params) st.tensors["model." + name] = p;
   for (const auto& [name, t] : opt_state) st.tensors["optim." + name] = t;
   for (const auto& [key, t] : other_stages) st.tensors.emplace(key, t);
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();

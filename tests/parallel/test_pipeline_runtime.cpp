@@ -246,7 +246,12 @@ TEST_CASE("pipeline training refuses what it does not run, naming the recipe key
     REQUIRE_THROWS_WITH(trainer::check_pipeline_supported(c), Catch::Contains(words));
   };
   refused([](auto& c) { c.parallel.zero1 = true; }, "parallel.zero1");
-  refused([](auto& c) { c.parallel.tp = 2; }, "parallel.tp");
+  {  // tensor parallelism composes with the pipeline (tests/parallel/mp_3d.sh checks it against one process)
+    trainer::RunConfig c = cfg;
+    c.parallel.tp = 2;
+    c.parallel.sequence_parallel = true;
+    REQUIRE_NOTHROW(trainer::check_pipeline_supported(c));
+  }
   refused([](auto& c) { c.reweighting.strategy = "linupper"; }, "reweighting.strategy");
   refused([](auto& c) { c.optim.name = "sophia"; }, "optim.name");
   refused([](auto& c) { c.parallel.virtual_stages = 2; }, "parallel.schedule = interleaved");
