@@ -22,10 +22,6 @@ namespace fs = std::filesystem;
 void Trainer::setup_growth(bool resume) {
   const auto& g = cfg_.growth;
   const auto& p = cfg_.parallel;
-  if (p.tp > 1 || p.pp > 1 || p.dp > 1 || p.zero1 || parallel::world_from_env().size > 1)
-    fail("growth.operator = {} in a run needs a single process (tp = pp = dp = 1, no zero1); grow offline with "
-         "`strata grow` and train the grown checkpoint in parallel instead",
-         g.op);
   growth_pending_ = true;
   if (resume)
     if (auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints")) {
@@ -36,6 +32,12 @@ void Trainer::setup_growth(bool resume) {
         for (const auto& [k, v] : st.meta)
           if (k.rfind("growth.", 0) == 0 && k != "growth.stage") growth_meta_[k] = v;
     }
+  // Growing happens in one process; a checkpoint that already holds the grown model (a growth event
+  // earlier in this run, or `strata grow`) trains on under any parallel layout.
+  if (growth_pending_ && (p.tp > 1 || p.pp > 1 || p.dp > 1 || p.zero1 || parallel::world_from_env().size > 1))
+    fail("growth.operator = {} in a run needs a single process (tp = pp = dp = 1, no zero1); grow offline with "
+         "`strata grow` (or run the growth event in one process) and resume the grown checkpoint in parallel",
+         g.op);
   const auto& t = cfg_.train;
   const int64_t tokens_per_step = t.micro_batch * t.grad_accum * t.seq_len;
   if (growth_pending_) {
