@@ -4,8 +4,9 @@
 # head; its one KV head replicated on both tp ranks), (2, 2, 2) on 8 processes and (2, 2, 1) on 4
 # with 1F1B reproduce the one-process run (per-step losses in metrics.jsonl and final weights, 1e-5,
 # compare_runs); sequence parallelism sends each tp rank's slice of the sequence between stages and
-# equals it too; checkpoints stay under the (1, 1, 1) names: a (2, 2, 1) checkpoint resumes under
-# (1, 1, 1) and a (1, 1, 1) one under (2, 2, 2) with the same following losses.
+# equals it too, with 1F1B and with interleaved 1F1B; checkpoints stay under the (1, 1, 1) names: a
+# (2, 2, 1) checkpoint resumes under (1, 1, 1) and a (1, 1, 1) one under (2, 2, 2) with the same
+# following losses. About a minute on a loaded 2-core machine (11 launches, 6 steps each).
 source "$(dirname "$0")/mp_common.sh"
 make_dataset
 # 2 layers (one per stage), 6 steps, a checkpoint at step 3 for the resume checks. The global batch is
@@ -64,6 +65,12 @@ cut_at_3 "$tmp/gpt1" "$tmp/gpt_to222"
 run 8 2 "$tmp/gpt_to222" --resume
 expect_log "$tmp/gpt_to222.log" "resumed from .*step_3 at step 3"
 check_same "$tmp/gpt_to222" "$tmp/gpt1"
+# Interleaved 1F1B (v = 2, 4 layers: chunks 0, 2 on stage 0) with sequence parallelism, (2, 2, 1).
+one "$tmp/gpt4" --set model.n_layer=4
+run 4 4 "$tmp/gpt4_int" --set model.n_layer=4 --set parallel.schedule=interleaved --set parallel.virtual_stages=2 \
+  --set parallel.sequence_parallel=true
+expect_log "$tmp/gpt4_int.log" "chunk 0 = layers \[0, 1), chunk 2 = layers \[2, 3)"
+check_same "$tmp/gpt4_int" "$tmp/gpt4"
 echo "gpt: ok"
 
 one "$tmp/llama1" "${llama[@]}"
