@@ -102,9 +102,6 @@ void check_pipeline_supported(const RunConfig& cfg) {
   if (cfg.model.arch == "bert") refuse("model.arch = bert (masked LM) has no pipeline hooks; use gpt or llama");
   if (par.zero1) refuse("parallel.zero1 = true is not wired through the pipeline; set parallel.zero1 = false");
   if (cfg.growth.enabled()) refuse("growth events (growth:) are not supported with pipeline parallelism; remove growth or set parallel.pp = 1");
-  if (cfg.reweighting.strategy != "none")
-    refuse(fmt::format("reweighting.strategy = {} is not wired through the pipeline; set reweighting.strategy = none",
-                       cfg.reweighting.strategy));
   if (cfg.optim.name.find("sophia") != std::string::npos && cfg.optim.hessian_interval > 0)
     refuse(fmt::format("optim.name = {} refreshes its curvature with extra forward/backward passes, which do not run "
                        "through the pipeline; use optim.name = adamw",
@@ -162,7 +159,18 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
   runtime_ = std::make_unique<parallel::PipeRuntime>(std::move(sched), pp_, act_shape_,
                                                      at::TensorOptions().dtype(at::kFloat).device(device));
   stage_ = std::make_unique<ModelPipeStage>(model, parts_, device);
+  if (cfg.reweighting.strategy != "none") {  // per-sequence losses need full logits: tp > 1 is refused (TensorParallelSetup)
+    if (tp_) fail("pipeline: reweighting.strategy = {} with parallel.tp > 1 (vocab-shard logits) is not supported",
+                  cfg.reweighting.strategy);
+    reweighter_ = std::make_unique<reweighting::Reweighter>(cfg.reweighting, dp_);
+  }
   stage_->set_loss_fn([this](const at::Tensor& logits, const at::Tensor& targets) {
+    if (reweighter_) {  // the same per-sequence loss and weights as the pp = 1 loop (trainer.cpp train_loss_of)
+      auto r = reweighter_->loss(logits, targets, current_step_);
+      if (r.weighted) reweight_stats_.add(r.stats);
+      logged_.at(current_mb_) = r.mean_loss;
+      return r.loss;
+    }
     // tp > 1: `logits` are this rank's vocabulary shard; the loss is reduced over the stage's tp group.
     auto loss = tp_ ? tp_->loss(logits, targets)
                     : at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
@@ -191,6 +199,7 @@ at::Tensor PipelineTrainer::train_step(int64_t step, data::TrainingData& data, p
       batches[a] = data.train_batch(data::micro_batch_indices(step, a, t.micro_batch, m, dp_->rank(), dp_->size()));
   stage_->set_batches(std::move(batches));
   logged_.assign(m, at::Tensor());
+  current_step_ = step;
 
   // Tracks which micro-batch the last chunk's loss belongs to (the loss hook has no mb argument).
   struct Tracking : parallel::PipeStage {
@@ -242,6 +251,14 @@ at::Tensor PipelineTrainer::train_step(int64_t step, data::TrainingData& data, p
     sum = loss_sum.sum().item<double>();
   }
   auto out = at::full({1}, parallel::broadcast_from_last(*pp_, sum), at::kDouble);
+  reweight_row_.clear();
+  if (reweighter_ && reweighter_->active(step)) {  // the stats live on the last stage; every pp rank logs them
+    auto row = reweight_stats_.take();
+    if (last_() && row.size() != 4) fail("pipeline rank {}: step {} produced no reweighting stats", pp_->rank(), step);
+    static const char* const kKeys[] = {"reweight/entropy", "reweight/max_weight", "reweight/l_min", "reweight/l_max"};
+    for (size_t i = 0; i < 4; ++i)
+      reweight_row_.emplace_back(kKeys[i], parallel::broadcast_from_last(*pp_, last_() ? row[i].second : 0.0));
+  }
   if (step + 1 == t.steps) log_bubble();
   return out;
 }

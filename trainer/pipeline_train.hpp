@@ -13,6 +13,9 @@
 // two ends, then the global gradient norm over the pp group (each parameter counted once, the
 // tied embedding on the first rank only) for clipping. The logged loss is the mean over
 // micro-batches computed on the last stage (dp-averaged there) and broadcast over the pp group.
+// With reweighting (reweighting.strategy != none) the last stage's loss hook weights the micro-batch's
+// sequences over the last stage's dp group (one all-gather per micro-batch, in schedule order on
+// every dp replica), as the pp = 1 loop does over its dp group; the weight stats go to every pp rank.
 //
 // With tensor parallelism (parallel.tp > 1, trainer/tensor_parallel_setup.hpp) the model was
 // sharded over the mesh's tp group before the stages were cut, so each stage's layers run
@@ -41,6 +44,7 @@
 #include "parallel/data_parallel.hpp"
 #include "parallel/mesh.hpp"
 #include "parallel/pipeline_runtime.hpp"
+#include "reweighting/reweighter.hpp"
 #include "trainer/pipeline_stage.hpp"
 #include "trainer/run_config.hpp"
 #include "trainer/tensor_parallel_setup.hpp"
@@ -75,6 +79,9 @@ class PipelineTrainer {
 
   const std::vector<parallel::LayerRange>& parts() const { return parts_; }
   const parallel::PipeSchedule& schedule() const { return runtime_->schedule(); }
+  // The reweighting stats (reweight/entropy, ...) of the last train_step's micro-batches, the same on
+  // every pp rank; empty without reweighting or during its burn-in. Clears them.
+  std::vector<std::pair<std::string, double>> take_reweight_stats() { return std::move(reweight_row_); }
   // Pipeline time of the steps so far on this rank (the first excluded): run_step's wall time and
   // the forwards/backwards in it.
   double wall_seconds() const { return wall_s_; }
@@ -96,6 +103,10 @@ class PipelineTrainer {
   std::unique_ptr<ModelPipeStage> stage_;
   std::vector<at::Tensor> logged_;  // per micro-batch mean cross-entropy (last stage)
   int64_t current_mb_ = 0;
+  int64_t current_step_ = 0;                              // the step the loss hook weights for
+  std::unique_ptr<reweighting::Reweighter> reweighter_;   // reweighting.strategy != none (last stage's dp group)
+  reweighting::StatsMeter reweight_stats_;                // last stage: this step's micro-batches
+  std::vector<std::pair<std::string, double>> reweight_row_;
   double wall_s_ = 0, compute_s_ = 0;
   int64_t steps_run_ = 0;
   // After the last step: every pipeline rank's idle share of run_step's wall time (1 - compute /

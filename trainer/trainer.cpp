@@ -458,6 +458,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     std::vector<std::pair<std::string, double>> row = {{"step", double(done)}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}};
     row.insert(row.end(), curvature.begin(), curvature.end());
     for (auto& kv : reweight_stats_.take()) row.push_back(kv);  // reweight/{entropy,max_weight,l_min,l_max}
+    if (pipe_) for (auto& kv : pipe_->take_reweight_stats()) row.push_back(kv);  // computed on the last stage
     if (sparsifier_) for (auto& kv : sparsifier_->metrics()) row.push_back(kv);  // sparsity, n_avg, eff_flops...
     const bool log_now = done % t.log_every == 0 || done == t.steps;
     if (log_now) {

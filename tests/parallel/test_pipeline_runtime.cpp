@@ -252,7 +252,11 @@ TEST_CASE("pipeline training refuses what it does not run, naming the recipe key
     c.parallel.sequence_parallel = true;
     REQUIRE_NOTHROW(trainer::check_pipeline_supported(c));
   }
-  refused([](auto& c) { c.reweighting.strategy = "linupper"; }, "reweighting.strategy");
+  {  // reweighting runs on the last stage (tests/parallel/mp_reweight.sh checks it against pp = 1)
+    trainer::RunConfig c = cfg;
+    c.reweighting.strategy = "linupper";
+    REQUIRE_NOTHROW(trainer::check_pipeline_supported(c));
+  }
   refused([](auto& c) { c.optim.name = "sophia"; }, "optim.name");
   refused([](auto& c) { c.parallel.virtual_stages = 2; }, "parallel.schedule = interleaved");
   refused([](auto& c) { c.parallel.schedule = "interleaved"; }, "parallel.virtual_stages >= 2");
