@@ -159,14 +159,13 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
   runtime_ = std::make_unique<parallel::PipeRuntime>(std::move(sched), pp_, act_shape_,
                                                      at::TensorOptions().dtype(at::kFloat).device(device));
   stage_ = std::make_unique<ModelPipeStage>(model, parts_, device);
-  if (cfg.reweighting.strategy != "none") {  // per-sequence losses need full logits: tp > 1 is refused (TensorParallelSetup)
-    if (tp_) fail("pipeline: reweighting.strategy = {} with parallel.tp > 1 (vocab-shard logits) is not supported",
-                  cfg.reweighting.strategy);
+  if (cfg.reweighting.strategy != "none") {  // per-sequence losses; from the vocab shard under tp
     reweighter_ = std::make_unique<reweighting::Reweighter>(cfg.reweighting, dp_);
   }
   stage_->set_loss_fn([this](const at::Tensor& logits, const at::Tensor& targets) {
     if (reweighter_) {  // the same per-sequence loss and weights as the pp = 1 loop (trainer.cpp train_loss_of)
-      auto r = reweighter_->loss(logits, targets, current_step_);
+      auto r = tp_ ? reweighter_->loss(tp_->sequence_losses(logits, targets), current_step_)
+                   : reweighter_->loss(logits, targets, current_step_);
       if (r.weighted) reweight_stats_.add(r.stats);
       logged_.at(current_mb_) = r.mean_loss;
       return r.loss;

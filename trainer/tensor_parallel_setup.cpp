@@ -22,7 +22,6 @@ std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::Languag
     fail("parallel.tp = {}: {} is not supported with tensor parallelism yet (rank {})", t, what, mesh.rank());
   };
   if (cfg.optim.name == "sophia") refuse("optim.name = sophia (its curvature refresh uses full logits)");
-  if (cfg.reweighting.strategy != "none") refuse("reweighting.strategy = " + cfg.reweighting.strategy);
   // A growth: section is fine here once the model is grown; a pending growth event is refused by
   // Trainer::setup_growth, which runs first.
   if (cfg.train.activation_checkpointing)
@@ -87,6 +86,13 @@ double TensorParallelSetup::clip_grad_norm(const std::vector<at::Tensor>& params
 at::Tensor TensorParallelSetup::loss(const at::Tensor& local_logits, const at::Tensor& targets) const {
   return parallel::vocab_parallel_cross_entropy_mean(local_logits.to(at::kFloat), targets, plan_.vocab,
                                                      *plan_.ctx->group);
+}
+
+reweighting::SequenceLosses TensorParallelSetup::sequence_losses(const at::Tensor& local_logits,
+                                                             const at::Tensor& targets) const {
+  auto flat = local_logits.reshape({-1, local_logits.size(-1)}).to(at::kFloat);
+  auto token_loss = parallel::vocab_parallel_cross_entropy(flat, targets.reshape({-1}), plan_.vocab, *plan_.ctx->group);
+  return reweighting::per_sequence_from_tokens(token_loss, targets);
 }
 
 NamedTensors TensorParallelSetup::full_params(const NamedTensors& params) const {

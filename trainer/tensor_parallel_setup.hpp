@@ -25,6 +25,7 @@
 #include "parallel/data_parallel.hpp"
 #include "parallel/mesh.hpp"
 #include "parallel/parallelize.hpp"
+#include "reweighting/per_sequence.hpp"
 #include "trainer/run_config.hpp"
 
 namespace strata::trainer {
@@ -41,6 +42,9 @@ class TensorParallelSetup {
 
   // Mean cross-entropy over the non-ignored targets from this rank's logit shard [.., V'/t].
   at::Tensor loss(const at::Tensor& local_logits, const at::Tensor& targets) const;
+  // Per-sequence mean cross-entropy and token counts from this rank's logit shard (full values on
+  // every tp rank after the vocab-parallel reductions), for loss reweighting.
+  reweighting::SequenceLosses sequence_losses(const at::Tensor& local_logits, const at::Tensor& targets) const;
   // ZeRO-1 over the mesh's dp group: each tp rank's dp group shards the optimizer state of that tp
   // rank's parameter shards; from here on sync_grads and clip_grad_norm act on the optimizer's pieces
   // (the reduced gradient lives in the reducer's shards, not in p.grad()). Collective over tp: checks

@@ -196,7 +196,8 @@ at::Tensor Trainer::train_loss_of(const data::Batch& b, int64_t step, at::Tensor
   auto inputs = b.inputs.to(device_, true), targets = b.targets.to(device_, true);
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
   auto logits = model_->forward(inputs);
-  auto r = reweighter_->loss(logits, targets, step);  // per-sequence CE in fp32; one all-gather over dp
+  // Per-sequence CE in fp32 (from the vocab shard under tp); one all-gather over dp.
+  auto r = tp_ ? reweighter_->loss(tp_->sequence_losses(logits, targets), step) : reweighter_->loss(logits, targets, step);
   if (r.weighted) reweight_stats_.add(r.stats);
   logged = r.mean_loss;
   return r.loss;

@@ -6,7 +6,9 @@
 # dp = 2 and dp = 4 vs one process (global batch 16, one micro-step), dp = 2 with grad_accum = 2 vs one
 # process with grad_accum = 2, losses and final weights within 1e-5; exact resume at step 6 under dp = 2.
 # Pipeline: the last stage weights the sequences over its dp group, so pp = 2 and (pp, dp) = (2, 2)
-# equal one process too, with the same reweight/* stats in metrics.jsonl.
+# equal one process too, with the same reweight/* stats in metrics.jsonl. Tensor parallelism: the
+# per-sequence losses come from the vocab-parallel cross-entropy; tp = 2, (tp, dp) = (2, 2) and
+# (tp, pp) = (2, 2) equal one process.
 # Controls that make the equalities meaningful: the plain mean loss and the same global batch split into
 # two micro-steps (a different normalisation group) both give different runs.
 source "$(dirname "$0")/mp_common.sh"
@@ -93,11 +95,15 @@ same_stats "$tmp/pp2" "$tmp/pp_ref"
 run 4 4 2 "$tmp/pp2dp2" --set model.n_layer=2 --set parallel.pp=2
 check_same "$tmp/pp2dp2" "$tmp/pp_ref"
 same_stats "$tmp/pp2dp2" "$tmp/pp_ref"
-# Tensor parallelism: the trainer's vocab-parallel loss path does not produce per-sequence losses yet,
-# so tp > 1 with reweighting is refused with the key named (not trained as something else).
-if STRATA_BIN="$bin" "$src/scripts/launch/torchrun.sh" -n 2 "$recipe" "${common[@]}" "${rw[@]}" --set parallel.tp=2 \
-     --set run.dir="$tmp/tp2" > "$tmp/tp2.log" 2>&1; then
-  echo "FAIL: tp = 2 with reweighting was not refused"; tail -20 "$tmp/tp2.log"; exit 1
-fi
-expect_log "$tmp/tp2.log" "parallel.tp = 2: reweighting.strategy = linupper is not supported with tensor parallelism"
+# Tensor parallelism: per-sequence losses from the vocab-parallel cross-entropy (every tp rank holds the
+# full values), so tp = 2 and (tp, dp) = (2, 2) equal one process; (tp, pp) = (2, 2) too.
+run 2 16 1 "$tmp/tp2" --set parallel.tp=2
+expect_log "$tmp/tp2.log" "tensor parallel: tp = 2"
+check_same "$tmp/tp2" "$tmp/ref16"
+same_stats "$tmp/tp2" "$tmp/ref16"
+run 4 8 1 "$tmp/tp2dp2" --set parallel.tp=2
+check_same "$tmp/tp2dp2" "$tmp/ref16"
+run 4 8 2 "$tmp/tp2pp2" --set model.n_layer=2 --set parallel.tp=2 --set parallel.pp=2
+check_same "$tmp/tp2pp2" "$tmp/pp_ref"
+same_stats "$tmp/tp2pp2" "$tmp/pp_ref"
 echo "reweight: ok"
