@@ -101,7 +101,8 @@ void check_pipeline_supported(const RunConfig& cfg) {
   auto refuse = [&](const std::string& what) { fail("parallel.pp = {}: {}", par.pp, what); };
   if (cfg.model.arch == "bert") refuse("model.arch = bert (masked LM) has no pipeline hooks; use gpt or llama");
   if (par.zero1) refuse("parallel.zero1 = true is not wired through the pipeline; set parallel.zero1 = false");
-  if (cfg.growth.enabled()) refuse("growth events (growth:) are not supported with pipeline parallelism; remove growth or set parallel.pp = 1");
+  // growth: a pending growth event is refused by Trainer::setup_growth (growing runs in one process);
+  // a grown checkpoint trains on under pp like any other.
   if (cfg.optim.name.find("sophia") != std::string::npos && cfg.optim.hessian_interval > 0)
     refuse(fmt::format("optim.name = {} refreshes its curvature with extra forward/backward passes, which do not run "
                        "through the pipeline; use optim.name = adamw",
