@@ -34,9 +34,13 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
 
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, parallel::ProcessGroup* group) {
   torch::NoGradGuard no_grad;
-  double norm = grad_norm(params, group);
+  return scale_grads_to_max_norm(params, grad_norm(params, group), max_norm);
+}
+
+double scale_grads_to_max_norm(const std::vector<at::Tensor>& params, double norm, double max_norm) {
   if (max_norm > 0 && norm > max_norm) {
-    double scale = max_norm / (norm + 1e-6);
+    torch::NoGradGuard no_grad;
+    const double scale = max_norm / (norm + 1e-6);
     for (const auto& p : params)
       if (p.grad().defined()) p.grad().mul_(scale);
   }

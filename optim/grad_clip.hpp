@@ -20,4 +20,9 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 double grad_norm(const std::vector<at::Tensor>& params, parallel::ProcessGroup* group);
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, parallel::ProcessGroup* group);
 
+// The scaling step of every clipping path (local, ZeRO-1 pieces, tensor-parallel, pipeline): given
+// the global norm the caller computed, scales each defined gradient by max_norm / (norm + 1e-6) when
+// norm > max_norm > 0. Returns `norm`.
+double scale_grads_to_max_norm(const std::vector<at::Tensor>& params, double norm, double max_norm);
+
 }  // namespace strata::optim

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "models/blocks/embedding.hpp"
 #include "models/blocks/linear.hpp"
+#include "optim/grad_clip.hpp"
 #include "parallel/tensor_parallel_ops.hpp"
 
 namespace strata::parallel {
@@ -245,14 +246,7 @@ double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params, Proc
 }
 
 double TensorParallelPlan::clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {
-  const double norm = grad_norm(params);
-  if (max_norm > 0 && norm > max_norm) {
-    torch::NoGradGuard no_grad;
-    const double scale = max_norm / (norm + 1e-6);
-    for (const auto& p : params)
-      if (p.grad().defined()) p.grad().mul_(scale);
-  }
-  return norm;
+  return optim::scale_grads_to_max_norm(params, grad_norm(params), max_norm);
 }
 
 namespace {
@@ -303,14 +297,7 @@ double TensorParallelPlan::grad_norm_pieces(const std::vector<at::Tensor>& piece
 double TensorParallelPlan::clip_grad_norm_pieces(const std::vector<at::Tensor>& pieces,
                                                  const std::vector<at::Tensor>& owners, ProcessGroup& dp,
                                                  double max_norm) const {
-  const double norm = grad_norm_pieces(pieces, owners, dp);
-  if (max_norm > 0 && norm > max_norm) {
-    torch::NoGradGuard no_grad;
-    const double scale = max_norm / (norm + 1e-6);
-    for (const auto& p : pieces)
-      if (p.grad().defined()) p.grad().mul_(scale);
-  }
-  return norm;
+  return optim::scale_grads_to_max_norm(pieces, grad_norm_pieces(pieces, owners, dp), max_norm);
 }
 
 }  // namespace strata::parallel

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "data/sampler.hpp"
+#include "optim/grad_clip.hpp"
 
 namespace strata::trainer {
 namespace {
@@ -301,12 +302,9 @@ double PipelineTrainer::clip_grad_norm(double max_norm) {
     pp_->all_reduce(sq, parallel::ReduceOp::Sum)->wait();
     norm = sq.sqrt().item<double>();
   }
-  if (max_norm > 0 && norm > max_norm) {  // the same scale as optim::clip_grad_norm
-    const double scale = max_norm / (norm + 1e-6);
-    for (const auto& [_, p] : held_)
-      if (p.grad().defined()) p.grad().mul_(scale);
-  }
-  return norm;
+  std::vector<at::Tensor> held;
+  for (const auto& [_, p] : held_) held.push_back(p);
+  return optim::scale_grads_to_max_norm(held, norm, max_norm);
 }
 
 double PipelineTrainer::evaluate(data::TrainingData& data, std::vector<std::pair<std::string, double>>& by_dataset) {
