@@ -223,7 +223,7 @@ double TensorParallelPlan::weighted_norm(const std::vector<at::Tensor>& grads, c
   return std::sqrt(sq.item<double>());
 }
 
-double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) const {
+double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params, ProcessGroup* also) const {
   std::vector<at::Tensor> grads;
   std::vector<double> weights;
   for (const auto& p : params) {
@@ -231,18 +231,11 @@ double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params) cons
     grads.push_back(p.grad());
     weights.push_back(weight_of(p));
   }
-  return weighted_norm(grads, weights, nullptr);
+  return weighted_norm(grads, weights, also);
 }
 
 double TensorParallelPlan::grad_norm(const std::vector<at::Tensor>& params, ProcessGroup& also) const {
-  std::vector<at::Tensor> grads;
-  std::vector<double> weights;
-  for (const auto& p : params) {
-    if (!p.grad().defined()) continue;
-    grads.push_back(p.grad());
-    weights.push_back(weight_of(p));
-  }
-  return weighted_norm(grads, weights, &also);
+  return grad_norm(params, &also);
 }
 
 double TensorParallelPlan::clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const {

@@ -81,7 +81,7 @@ struct TensorParallelPlan {
   // rank saw only its part of the sequence). A no-op without either.
   void sync_grads() const;
   // Global L2 norm of the gradients over the tp group: every parameter element counted once.
-  double grad_norm(const std::vector<at::Tensor>& params) const;
+  double grad_norm(const std::vector<at::Tensor>& params, ProcessGroup* also = nullptr) const;
   // The same, then summed over `also` as well: pipeline stages (the pp group) hold disjoint parameters.
   double grad_norm(const std::vector<at::Tensor>& params, ProcessGroup& also) const;
   // Scales the gradients so that grad_norm() <= max_norm (no-op if max_norm <= 0); returns the norm.

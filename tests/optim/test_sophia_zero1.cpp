@@ -19,6 +19,7 @@
 #include "optim/zero1.hpp"
 #include "parallel/backends.hpp"
 #include "parallel/data_parallel.hpp"
+#include "tests/support/gloo_ranks.hpp"
 
 using namespace strata;
 
@@ -32,23 +33,7 @@ constexpr double LR = 0.02;
 using Named = std::vector<std::pair<std::string, at::Tensor>>;
 
 void run_ranks(int n, const std::function<void(int, parallel::ProcessGroup&)>& body) {
-  auto store = c10::make_intrusive<c10d::HashStore>();
-  const auto timeout = std::chrono::seconds(60);
-  std::vector<std::exception_ptr> errors(n);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        at::set_num_threads(1);
-        auto pg = parallel::wrap_c10d(parallel::make_gloo_backend(store, r, n, timeout), "sophia-zero1", "gloo", r, timeout);
-        body(r, *pg);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  testing::run_gloo_ranks(n, body, std::chrono::seconds(60), "sophia-zero1");
 }
 
 // A tiny language model: logits = tanh(emb[x] w1 + b1) head^T.

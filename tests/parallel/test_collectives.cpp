@@ -15,6 +15,7 @@
 #include "optim/zero1.hpp"
 #include "parallel/backends.hpp"
 #include "parallel/data_parallel.hpp"
+#include "tests/support/gloo_ranks.hpp"
 
 using namespace strata;
 using namespace strata::parallel;
@@ -23,22 +24,7 @@ namespace {
 
 // Runs body(rank, group) on `n` threads, each a rank of one Gloo group; rethrows the first error.
 void run_ranks(int n, const std::function<void(int, ProcessGroup&)>& body, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-  auto store = c10::make_intrusive<c10d::HashStore>();
-  std::vector<std::exception_ptr> errors(n);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        at::set_num_threads(1);
-        auto pg = wrap_c10d(make_gloo_backend(store, r, n, timeout), "test[0,1]", "gloo", r, timeout);
-        body(r, *pg);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  testing::run_gloo_ranks(n, body, timeout, "test[0,1]");
 }
 
 }  // namespace

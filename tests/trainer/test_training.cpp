@@ -13,6 +13,7 @@
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tiny_dataset.hpp"
+#include "tests/support/tiny_recipe.hpp"
 #include "trainer/generate.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
@@ -24,14 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 trainer::RunConfig tiny(const std::string& data, const std::string& run_dir, int64_t steps) {
-  return trainer::load_recipe_text(R"(
-model: {n_layer: 2, d_model: 64, n_head: 4, vocab_size: 262, max_seq_len: 64}
-train: {micro_batch: 4, grad_accum: 2, seq_len: 32, log_every: 10, eval_every: 0, eval_batches: 2, threads: 2}
-optim: {lr: 0.003, weight_decay: 0.1}
-schedule: {warmup_steps: 5}
-)",
-                                   "tiny.yaml",
-                                   {"data.path=" + data, "run.dir=" + run_dir, "train.steps=" + std::to_string(steps)});
+  return testing::tiny_recipe(data, run_dir, steps);
 }
 
 }  // namespace
