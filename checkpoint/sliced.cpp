@@ -251,6 +251,8 @@ const TensorInfo& CheckpointReader::info(const std::string& name) const {
   return it->second;
 }
 
+at::ScalarType CheckpointReader::scalar_type(const std::string& name) const { return *dtype_of(info(name).dtype); }
+
 std::string CheckpointReader::where(const TensorInfo& t, size_t s) const {
   const auto& sl = t.slices[s];
   return fmt::format("tensor '{}', slice {} of {} (file {}, bytes {}-{}, region {}, written by rank {})", t.name, s,

@@ -74,6 +74,7 @@ class CheckpointReader {
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo& info(const std::string& name) const;
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  at::ScalarType scalar_type(const std::string& name) const;  // the tensor's dtype
 
   // The region's elements (box shape, or 1-D for a flat range) on CPU; reads the overlapping slices
   // only and verifies their checksums.

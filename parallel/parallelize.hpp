@@ -13,6 +13,7 @@
 //           An embedding's vocab_aligned tensors (an output bias over the vocabulary) are split with its rows.
 //   Replicated, and every parameter not owned by such a layer (norms, positions): untouched.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -48,6 +49,15 @@ struct ShardLayout {
   int64_t full = 0;
   int64_t local = 0;
   std::vector<int64_t> starts;
+
+  // Elements of rank q's range that lie inside the full tensor (the rest is vocabulary padding).
+  int64_t valid(int64_t q) const { return std::max<int64_t>(0, std::min(local, full - starts.at(q))); }
+  // Rank q is the first rank holding its range: per-rank checkpoints write a shared range once.
+  bool first_holder(int64_t q) const {
+    for (int64_t k = 0; k < q; ++k)
+      if (starts[k] == starts.at(q)) return false;
+    return true;
+  }
 };
 
 struct TensorParallelPlan {
@@ -86,6 +96,8 @@ struct TensorParallelPlan {
   double grad_norm(const std::vector<at::Tensor>& params, ProcessGroup& also) const;
   // Scales the gradients so that grad_norm() <= max_norm (no-op if max_norm <= 0); returns the norm.
   double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) const;
+  // 1 / (tp ranks holding p's elements): summed over the tp group, every element counts once.
+  double weight_of(const at::Tensor& p) const;
 
   // ZeRO-1 (optim/zero1.hpp) keeps this rank's reduced gradient as flat "pieces": leaves whose grad
   // holds a contiguous range of one parameter's elements (owners[k] is pieces[k]'s parameter), the
@@ -103,7 +115,6 @@ struct TensorParallelPlan {
   // sqrt of sum_k weights[k] * |grads[k]|^2, summed over the tp group and then over `also` (if any).
   double weighted_norm(const std::vector<at::Tensor>& grads, const std::vector<double>& weights,
                        ProcessGroup* also) const;
-  double weight_of(const at::Tensor& p) const;  // 1 / (tp ranks holding p's elements)
 };
 
 TensorParallelPlan parallelize(torch::nn::Module& model, std::shared_ptr<ProcessGroup> tp,

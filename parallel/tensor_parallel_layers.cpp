@@ -38,6 +38,16 @@ void TpRng::exit() {
   inside_ = false;
 }
 
+at::Tensor TpRng::state() const {
+  if (inside_) fail("tensor parallelism: the dropout stream's state was read inside a region");
+  return region_state_.clone();
+}
+
+void TpRng::set_state(const at::Tensor& state) {
+  if (inside_) fail("tensor parallelism: the dropout stream's state was set inside a region");
+  region_state_ = state.clone();
+}
+
 at::Tensor ColumnParallelComm::before(const at::Tensor& x) {
   auto& g = *ctx_->group;
   auto enter = [&] { return ctx_->sequence_parallel ? gather_from_sp_region(x, ctx_->seq_dim, g) : copy_to_tp_region(x, g); };

@@ -28,6 +28,9 @@ class TpRng {
   TpRng(uint64_t seed, c10::DeviceType device);
   void enter();  // idempotent: Q, K and V all enter the same attention region
   void exit();
+  // The region stream's generator state (between regions), for checkpoints: exact resume with dropout.
+  at::Tensor state() const;
+  void set_state(const at::Tensor& state);
 
  private:
   c10::DeviceType device_;

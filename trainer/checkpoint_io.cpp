@@ -1,6 +1,11 @@
-// The trainer's side of disk checkpoints: save (synchronous or asynchronous, whole tensors from
-// rank 0 or, under ZeRO-1, each dp rank's optimizer shard written by that rank in the sliced format),
-// and restore (ZeRO-1 ranks read only the flat ranges of the optimizer state they own).
+// The trainer's side of disk checkpoints: save (synchronous or asynchronous) and restore.
+//   one process / plain dp: rank 0 writes whole tensors (format version 1);
+//   tp, pp or ZeRO-1: every rank writes its own slices in the sliced format (version 2): its tp part
+//   of each parameter of its pipeline stage and of the matching optimizer state (ZeRO-1: each dp
+//   rank its flat pieces), each element written by exactly one rank, under the (1, 1, 1) names and
+//   global shapes (trainer/checkpoint_slices.hpp); world rank 0 adds counters, RNG and meta.
+// Restoring under tp, pp or ZeRO-1 reads only the slices overlapping what this rank holds, from a
+// checkpoint of any layout; otherwise the whole checkpoint is loaded.
 #include <chrono>
 #include <filesystem>
 
@@ -11,6 +16,8 @@
 #include "checkpoint/sliced.hpp"
 #include "core/error.hpp"
 #include "optim/zero1.hpp"
+#include "trainer/checkpoint_slices.hpp"
+#include "trainer/pipeline_stage.hpp"
 #include "trainer/trainer.hpp"
 
 namespace strata::trainer {
@@ -54,34 +61,125 @@ void Trainer::sync_zero1_pieces() {
 }
 
 bool Trainer::sliced_optimizer() const {
-  return cfg_.parallel.zero1 && dp_ && !tp_ && !pipe_ && dynamic_cast<optim::Zero1*>(opt_.get()) != nullptr;
+  return cfg_.parallel.zero1 && dp_ && dynamic_cast<optim::Zero1*>(opt_.get()) != nullptr;
+}
+
+bool Trainer::per_rank_checkpoints() const { return tp_ || pipe_ || sliced_optimizer(); }
+
+namespace {
+
+// This rank's placement of each held parameter (tp = 1 names). `pp_rank`: the tied embedding held by
+// both pipeline ends is written by pp rank 0 only.
+std::map<std::string, LocalPlacement> placements(const NamedTensors& params, const TensorParallelSetup* tp,
+                                                 const std::vector<std::string>& tied, int64_t pp_rank) {
+  std::map<std::string, LocalPlacement> out;
+  for (const auto& [name, p] : params) {
+    auto pl = placement_of(p.sizes().vec(), tp ? tp->layout(name) : nullptr, tp ? tp->tp_rank() : 0);
+    if (tp && !tp->layout(name) && tp->tp_rank() != 0) pl.writer = false;  // replicated over tp
+    if (pp_rank != 0 && std::find(tied.begin(), tied.end(), name) != tied.end()) pl.writer = false;
+    out.emplace(name, std::move(pl));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, LocalPlacement> Trainer::param_placements() const {
+  const std::vector<std::string> tied = pipe_ ? pipeline_tied_params(*model_, mesh_->pp()->size()) : std::vector<std::string>{};
+  return placements(params_, tp_.get(), tied, mesh_->pp()->rank());
+}
+
+std::map<std::string, at::Tensor> Trainer::rng_streams() const {
+  // Per-rank generator streams (exact resume with dropout under the same layout): each (pp, tp)
+  // coordinate's tp-region dropout stream, and under pp each stage's default CPU generator (stages
+  // draw different amounts from it). The keys name the layout: another layout has other streams.
+  std::map<std::string, at::Tensor> out;
+  const int64_t t = mesh_->tp()->size(), p = mesh_->pp()->size(), s = mesh_->pp()->rank();
+  if (tp_ && tp_->plan().ctx->rng)
+    out[fmt::format("rng.tp_dropout.tp{}pp{}.{}.{}", t, p, s, tp_->tp_rank())] = tp_->plan().ctx->rng->state();
+  if (pipe_)  // equal on the tp ranks of a stage (they draw the same masks outside regions)
+    out[fmt::format("rng.cpu.pp{}.{}", p, s)] = at::detail::getDefaultCPUGenerator().get_state();
+  return out;
+}
+
+void Trainer::restore_rng_streams(const checkpoint::CheckpointReader& r, const std::string& dir) {
+  std::vector<std::string> missing;
+  const auto streams = rng_streams();
+  for (const auto& [key, _] : streams) {
+    if (!r.has(key)) {
+      missing.push_back(key);
+      continue;
+    }
+    const auto state = r.read_full(key);
+    if (key.rfind("rng.tp_dropout.", 0) == 0) {
+      tp_->plan().ctx->rng->set_state(state);
+    } else {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(state);
+    }
+  }
+  if (!missing.empty() && cfg_.model.dropout > 0)
+    spdlog::warn("checkpoint '{}' has no dropout generator stream {} for this layout (saved under another (tp, pp) layout "
+                 "or by an older version): dropout continues from fresh streams, so the run is not bitwise the one that "
+                 "saved it (rank {})",
+                 dir, missing.front(), runtime_->world().rank);
 }
 
 void Trainer::capture_sliced(int64_t step, checkpoint::CheckpointState& st, std::vector<checkpoint::OwnedSlice>& slices) {
-  auto& zero = dynamic_cast<optim::Zero1&>(*opt_);
-  const auto pieces = zero1_pieces(*dp_);
-  std::map<std::string, at::Tensor> counters;  // non-per-parameter entries: equal on every dp rank
-  for (const auto& [key, t] : zero.inner().state()) {
-    auto [kind, name] = optim::split_state_key(key, pieces);
-    if (name.empty()) {
-      counters[key] = t;
-      continue;
-    }
-    const auto& pc = pieces.at(name);
-    const auto& p = dp_->params()[pc.param].second;
-    if (t.numel() != pc.numel)
-      fail("checkpoint: ZeRO-1 state '{}' on dp rank {} has {} elements, but the rank's piece of '{}' has {}", key,
-           dp_->group().rank(), t.numel(), name, pc.numel);
-    slices.push_back({"optim." + key, p.sizes().vec(), checkpoint::Region::range(pc.at_param, pc.numel), t.reshape({-1})});
+  // Every rank: its own parts of model.* (dp rank 0 of each (tp, pp) coordinate) and optim.* (ZeRO-1:
+  // every dp rank its pieces; otherwise dp rank 0), each written once: a range several ranks hold
+  // goes to the first of them. World rank 0 adds the rest (counters, RNG, meta) whole.
+  const auto place = param_placements();
+  const bool dp0 = mesh_->dp()->rank() == 0;
+  for (const auto& [name, p] : params_) {
+    const auto& pl = place.at(name);
+    if (dp0 && pl.writer) add_local_slices(slices, "model." + name, pl, p);
   }
-  st = capture_state(step, counters);  // model, counters, RNG, meta: written by rank 0 only
-  if (!is_main()) st.tensors.clear(), st.meta.clear();
+  if (dp0)  // dp replicas draw alike: one copy per (tp, pp) coordinate; a stage's CPU stream from tp rank 0
+    for (const auto& [key, t] : rng_streams())
+      if (key.rfind("rng.cpu.pp", 0) != 0 || mesh_->tp()->rank() == 0)
+        slices.push_back({key, t.sizes().vec(), checkpoint::Region::whole(t.sizes().vec()), t});
+  std::map<std::string, at::Tensor> counters;  // non-per-parameter entries: equal on every rank
+  if (sliced_optimizer()) {
+    auto& zero = dynamic_cast<optim::Zero1&>(*opt_);
+    const auto pieces = zero1_pieces(*dp_);
+    for (const auto& [key, t] : zero.inner().state()) {
+      auto [kind, name] = optim::split_state_key(key, pieces);
+      if (name.empty()) {
+        counters[key] = t;
+        continue;
+      }
+      const auto& pc = pieces.at(name);
+      if (t.numel() != pc.numel)
+        fail("checkpoint: ZeRO-1 state '{}' on dp rank {} has {} elements, but the rank's piece of '{}' has {}", key,
+             dp_->group().rank(), t.numel(), name, pc.numel);
+      const auto& pl = place.at(name);
+      if (pl.writer) add_local_range_slices(slices, "optim." + key, pl, pc.at_param, t.reshape({-1}));
+    }
+  } else {
+    for (const auto& [key, t] : opt_->state()) {
+      auto [kind, name] = optim::split_state_key(key, place);
+      if (name.empty()) {
+        counters[key] = t;
+        continue;
+      }
+      const auto& pl = place.at(name);
+      if (dp0 && pl.writer) add_local_slices(slices, "optim." + key, pl, t);
+    }
+  }
+  st = checkpoint::CheckpointState{};
+  if (!is_main()) {
+    st.step = step;
+    return;
+  }
+  for (const auto& [key, t] : counters) st.tensors["optim." + key] = t;
+  add_run_state(step, st);
 }
 
 void Trainer::save(int64_t step) {
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path root = fs::path(cfg_.run.dir) / "checkpoints";
-  const bool sliced = sliced_optimizer();
+  const bool sliced = per_rank_checkpoints();
   checkpoint::CheckpointState st;
   std::vector<checkpoint::OwnedSlice> slices;
   checkpoint::SliceSaveOptions so;
@@ -98,12 +196,15 @@ void Trainer::save(int64_t step) {
     }
     so.nonce = fmt::format("{}-{}", save_nonce_, ++save_count_);
   } else {
-    st = capture_state(step);  // collective under ZeRO-1 / tp / pp
+    st = capture_state(step);  // one process, or plain dp: rank 0 holds everything
     if (!is_main()) return;
   }
   const bool main = is_main();
   const auto keep = cfg_.checkpoint.keep, keep_every = cfg_.checkpoint.keep_every;
-  auto write = [root, sliced, so, main, keep, keep_every, step](const checkpoint::CheckpointState& s,
+  const std::string how = !sliced ? std::string()
+                          : tp_ || pipe_ ? " (sliced: every tp/pp rank wrote its own model and optimizer slices)"
+                                         : " (sliced: every dp rank wrote its optimizer shard)";
+  auto write = [root, sliced, so, main, keep, keep_every, step, how](const checkpoint::CheckpointState& s,
                                                                 const std::vector<checkpoint::OwnedSlice>& sl) {
     fs::path dir;
     try {
@@ -116,7 +217,7 @@ void Trainer::save(int64_t step) {
     }
     if (!main) return;
     checkpoint::apply_retention(root, keep, keep_every);
-    spdlog::info("checkpoint: wrote {}{}", dir.string(), sliced ? " (sliced: every dp rank wrote its optimizer shard)" : "");
+    spdlog::info("checkpoint: wrote {}{}", dir.string(), how);
   };
   if (cfg_.checkpoint.async) {
     if (!saver_) saver_ = std::make_unique<checkpoint::AsyncSaver>();
@@ -136,22 +237,26 @@ void Trainer::wait_for_saves() {
   saver_->wait();  // a background failure surfaces here, naming its step
   ckpt_final_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Sliced saves: rank 0 publishes; the others must not look for the checkpoint before it has.
-  if (sliced_optimizer() && runtime_->world().size > 1) runtime_->world_group()->barrier();
+  if (per_rank_checkpoints() && runtime_->world().size > 1) runtime_->world_group()->barrier();
 }
 
 void Trainer::restore(const std::string& dir) {
-  if (!sliced_optimizer()) {
+  if (!tp_ && !pipe_ && !sliced_optimizer()) {
     restore_state(checkpoint::load_checkpoint(dir), dir);
     spdlog::info("resumed from {} at step {}", dir, start_step_);
     return;
   }
-  // ZeRO-1: whole tensors for everything but the optimizer's per-parameter state, of which this dp
-  // rank reads only its own flat range, from whichever slices (any dp degree, zero1 on or off) hold it.
+  // Per rank, from a checkpoint of any layout (per-rank slices, or whole tensors from a gathered or
+  // one-process save): this rank's tp part of each parameter it holds (its pipeline stage's), the
+  // same part of their optimizer state (under ZeRO-1 only this dp rank's flat range of it), and the
+  // rest whole. Only the slices overlapping those parts are read, each checked against its CRC32C.
   checkpoint::CheckpointReader r(dir);
-  auto& zero = dynamic_cast<optim::Zero1&>(*opt_);
-  const auto pieces = zero1_pieces(*dp_);
-  std::map<std::string, size_t> param_index;
-  for (size_t i = 0; i < dp_->params().size(); ++i) param_index[dp_->params()[i].first] = i;
+  const auto place = param_placements();
+  std::map<std::string, bool> saved_params;  // every parameter name of the checkpoint: held here or not
+  for (const auto& [name, _] : r.tensors())
+    if (name.rfind("model.", 0) == 0) saved_params[name.substr(6)] = place.count(name.substr(6)) > 0;
+  auto* zero = sliced_optimizer() ? &dynamic_cast<optim::Zero1&>(*opt_) : nullptr;
+  const auto pieces = zero ? zero1_pieces(*dp_) : std::map<std::string, PieceLoc>{};
   checkpoint::CheckpointState st;
   st.step = r.step();
   st.config_yaml = r.config_yaml();
@@ -159,28 +264,41 @@ void Trainer::restore(const std::string& dir) {
   std::map<std::string, at::Tensor> mine;
   const uint64_t before = r.bytes_read();
   for (const auto& [name, info] : r.tensors()) {
+    if (name.rfind("model.", 0) == 0) continue;  // below, for the held parameters only
+    if (name.rfind("rng.tp_dropout.", 0) == 0 || name.rfind("rng.cpu.pp", 0) == 0) continue;  // restore_rng_streams
     if (name.rfind("optim.", 0) != 0) {
       st.tensors[name] = r.read_full(name);
       continue;
     }
     const std::string key = name.substr(6);
-    auto [kind, pname] = optim::split_state_key(key, param_index);
+    auto [kind, pname] = optim::split_state_key(key, saved_params);
     if (pname.empty()) {
       mine[key] = r.read_full(name).to(device_);
       continue;
     }
+    if (!saved_params.at(pname)) continue;  // another pipeline stage's
+    const auto& pl = place.at(pname);
+    if (!zero) {
+      mine[key] = read_local(r, name, pl).to(device_);
+      continue;
+    }
     auto it = pieces.find(pname);
     if (it == pieces.end()) continue;  // other dp ranks' elements
-    const auto& p = dp_->params()[it->second.param].second;
-    if (checkpoint::numel_of(info.shape) != p.numel())
-      fail("checkpoint '{}': tensor '{}' has shape {} but parameter '{}' has {} elements", dir, name,
-           fmt::join(info.shape, "x"), pname, p.numel());
-    mine[key] = r.read(name, checkpoint::Region::range(it->second.at_param, it->second.numel)).to(device_);
+    mine[key] = read_local_range(r, name, pl, it->second.at_param, it->second.numel).to(device_);
   }
-  restore_state(st, dir, /*load_optimizer=*/false);
-  if (!mine.empty() || !st.meta.count("growth.operator")) zero.inner().load_state(mine);
-  spdlog::info("resumed from {} at step {} (ZeRO-1 dp rank {}: read {:.3f} MB of slices)", dir, start_step_,
-               dp_->group().rank(), (r.bytes_read() - before) / 1e6);
+  for (const auto& [name, p] : params_) {
+    if (!r.has("model." + name)) fail("checkpoint '{}' has no tensor 'model.{}'", dir, name);
+    st.tensors["model." + name] = read_local(r, "model." + name, place.at(name));
+  }
+  restore_state(st, dir, /*load_optimizer=*/false, /*local_model=*/true);
+  restore_rng_streams(r, dir);
+  if (!mine.empty() || !st.meta.count("growth.operator")) {  // `strata grow` checkpoints: fresh moments
+    if (zero) zero->inner().load_state(mine);
+    else opt_->load_state(mine);
+  }
+  spdlog::info("resumed from {} at step {} (world rank {}{}: read {:.3f} MB of {} slices)", dir, start_step_,
+               runtime_->world().rank, zero ? fmt::format(", ZeRO-1 dp rank {}", dp_->group().rank()) : std::string(),
+               (r.bytes_read() - before) / 1e6, r.version() == 2 ? "per-rank" : "whole-tensor");
 }
 
 }  // namespace strata::trainer

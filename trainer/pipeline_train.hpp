@@ -28,9 +28,11 @@
 // gradient sum pairs equal shards; the clipping norm counts tp shards once and replicated tensors
 // once (summed over tp, then over pp).
 //
-// Checkpoints stay layout-independent: every stage's parameters and optimizer state go to world
-// rank 0 (point-to-point over rank 0's pp group) under the pp = 1 names, and loading picks what
-// this rank holds, so a pp = 2 run resumes under pp = 1 and the other way round.
+// Checkpoints stay layout-independent: disk checkpoints are written per rank (each stage its own
+// parameters and optimizer state under the pp = 1 names; the tied embedding by the first stage;
+// trainer/checkpoint_io.cpp), and loading reads what this rank holds, so a pp = 2 run resumes under
+// pp = 1 and the other way round. gather_to_main (for in-memory snapshots, which hold whole
+// tensors) sends every stage's tensors to world rank 0 point-to-point over rank 0's pp group.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -6,9 +6,11 @@
 // The training loop asks this object for the loss (vocab-parallel cross-entropy: the model's output
 // is this rank's logit shard), the gradient sync after backward (KV heads shared by several ranks;
 // sequence-parallel partial gradients) and the clipped global grad norm (every element counted
-// once). Checkpoints stay layout-independent: full_params / full_optim_state gather the shards into
-// the tensors a tp = 1 run would save (collective over tp), and local_param / local_optim slice them
-// on load, so a run saved under one tp resumes under another. With parallel.pp > 1 the sharded model
+// once). Checkpoints stay layout-independent: disk checkpoints are written per rank under the tp = 1
+// names, each rank its slice placed by layout() (trainer/checkpoint_slices.hpp); in-memory snapshots
+// use full_params / full_optim_state, which gather the shards into the tensors a tp = 1 run would
+// save (collective over tp), and local_param / local_optim slice them on load, so a run saved under
+// one tp resumes under another. With parallel.pp > 1 the sharded model
 // is then cut into pipeline stages (trainer/pipeline_train.hpp), each stage tensor-parallel over its
 // own tp group.
 #pragma once
@@ -63,6 +65,13 @@ class TensorParallelSetup {
   at::Tensor local_optim(const std::string& key, const at::Tensor& full) const;
 
   const parallel::TensorParallelPlan& plan() const { return plan_; }
+  // How parameter `name` (the tp = 1 name) is split over the tp group; null when every tp rank holds
+  // it whole. Per-rank checkpoints (trainer/checkpoint_slices.hpp) place this rank's slice with it.
+  const parallel::ShardLayout* layout(const std::string& name) const {
+    auto it = layout_by_name_.find(name);
+    return it == layout_by_name_.end() ? nullptr : it->second;
+  }
+  int64_t tp_rank() const { return plan_.ctx->group->rank(); }
 
  private:
   // The layout of the parameter that optimizer-state key `key` belongs to ("adamw.m.<name>"), if any.

@@ -287,6 +287,13 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step, std::map<std::s
   for (const auto& [name, p] : full_params) st.tensors["model." + name] = p;
   for (const auto& [name, t] : opt_state) st.tensors["optim." + name] = t;
   for (const auto& [key, t] : other_stages) st.tensors.emplace(key, t);
+  add_run_state(step, st);
+  return st;
+}
+
+void Trainer::add_run_state(int64_t step, checkpoint::CheckpointState& st) {
+  st.step = step;
+  st.config_yaml = dump_recipe(cfg_);
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   if (hessian_gen_.defined()) st.tensors["rng.hessian"] = hessian_gen_.get_state();
   for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
@@ -298,7 +305,6 @@ checkpoint::CheckpointState Trainer::capture_state(int64_t step, std::map<std::s
   st.meta["samples_consumed"] =
       std::to_string(step * cfg_.train.micro_batch * cfg_.train.grad_accum * mesh_->dp()->size());
   if (guard_ && !guard_->skipped().empty()) st.meta["nonfinite.skipped"] = guard_->skipped_meta();
-  return st;
 }
 
 bool Trainer::rollback_before(int64_t done) {
@@ -316,12 +322,14 @@ bool Trainer::rollback_before(int64_t done) {
   return true;
 }
 
-void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::string& dir, bool load_optimizer) {
+void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::string& dir, bool load_optimizer,
+                            bool local_model) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : params_) {
     auto it = st.tensors.find("model." + name);
     if (it == st.tensors.end()) fail("checkpoint '{}' has no tensor 'model.{}'", dir, name);
-    const auto& saved = tp_ ? tp_->local_param(name, it->second) : it->second;  // checkpoints hold tp = 1 tensors
+    // Checkpoints hold tp = 1 tensors; the per-rank restore (checkpoint_io.cpp) passes this rank's parts.
+    const auto& saved = tp_ && !local_model ? tp_->local_param(name, it->second) : it->second;
     if (!saved.sizes().equals(p.sizes()))
       fail("checkpoint '{}': tensor 'model.{}' has shape {} but the model expects {} (different model config?)", dir, name,
            saved.sizes(), p.sizes());

@@ -20,6 +20,7 @@
 #include "parallel/runtime.hpp"
 #include "reweighting/reweighter.hpp"
 #include "sparsity/sparsifier.hpp"
+#include "trainer/checkpoint_slices.hpp"
 #include "trainer/metrics.hpp"
 #include "trainer/pipeline_train.hpp"
 #include "trainer/run_config.hpp"
@@ -53,18 +54,28 @@ class Trainer {
   // ones: copy them before the next optimizer step changes them.
   checkpoint::CheckpointState capture_state(int64_t step);
   // Loads a captured state (a disk checkpoint or a snapshot); `where` names it in errors.
-  // load_optimizer = false leaves the optimizer alone (ZeRO-1 sliced restore loads it itself).
-  void restore_state(const checkpoint::CheckpointState& st, const std::string& where, bool load_optimizer = true);
+  // load_optimizer = false leaves the optimizer alone (ZeRO-1 sliced restore loads it itself);
+  // local_model = true: the model.* tensors are already this rank's tp parts (per-rank restore).
+  void restore_state(const checkpoint::CheckpointState& st, const std::string& where, bool load_optimizer = true,
+                     bool local_model = false);
 
  private:
   // Disk checkpoints (trainer/checkpoint_io.cpp): synchronous or asynchronous (checkpoint.async);
-  // under ZeRO-1 (tp = pp = 1) every dp rank writes its optimizer shard as slices of the sliced format.
+  // under tp, pp or ZeRO-1 every rank writes its own model/optimizer slices in the sliced format.
   void save(int64_t step);
   void wait_for_saves();  // the asynchronous save in flight is committed (all ranks); rethrows its error
   bool sliced_optimizer() const;
   void sync_zero1_pieces();  // ZeRO-1: this rank's optimizer pieces take the (just loaded) parameter values
   void capture_sliced(int64_t step, checkpoint::CheckpointState& st, std::vector<checkpoint::OwnedSlice>& slices);
   checkpoint::CheckpointState capture_state(int64_t step, std::map<std::string, at::Tensor> opt_state);
+  // Step, recipe, RNG, growth/sparsity state and meta: what is not model.* / optim.* (no collectives).
+  void add_run_state(int64_t step, checkpoint::CheckpointState& st);
+  // Under tp, pp or ZeRO-1 every rank writes its own model/optimizer slices
+  // (trainer/checkpoint_slices.hpp) instead of gathering them to rank 0.
+  bool per_rank_checkpoints() const;
+  std::map<std::string, LocalPlacement> param_placements() const;  // of params_, for per-rank checkpoints
+  std::map<std::string, at::Tensor> rng_streams() const;  // this rank's per-layout dropout generator states
+  void restore_rng_streams(const checkpoint::CheckpointReader& r, const std::string& dir);
   std::unique_ptr<checkpoint::AsyncSaver> saver_;
   std::string save_nonce_;  // sliced saves: rank 0's value, names the shared temporary directory
   int64_t save_count_ = 0, ckpt_saves_ = 0;
