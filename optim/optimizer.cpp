@@ -18,7 +18,17 @@ void Optimizer::update_hessian() {
 
 void Optimizer::visit_param_state(const StateVisitor&) {
   fail("this optimizer does not expose its per-parameter state (visit_param_state); sparse training needs it "
-       "(supported: adamw, sophia; not parallel.zero1)");
+       "(supported: adamw, sophia, and either under parallel.zero1)");
+}
+
+void Optimizer::visit_step_slices(const SliceVisitor& fn) {
+  std::map<std::string, std::vector<at::Tensor*>> state;  // the state tensors live as long as the optimizer
+  visit_param_state([&](const std::string& name, at::Tensor& t) { state[name].push_back(&t); });
+  for (auto& g : groups_)
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      StepSlice s{g.names[i], 0, g.params[i], state[g.names[i]]};
+      fn(s);
+    }
 }
 
 DecayRule parse_decay_rule(const std::string& name) {

@@ -64,6 +64,19 @@ class Optimizer {
   // that do not implement it fail, naming themselves.
   using StateVisitor = std::function<void(const std::string& param_name, at::Tensor& state)>;
   virtual void visit_param_state(const StateVisitor& fn);
+  // What step() updates, as flat slices of the parameters: `value` is the leaf holding elements
+  // [offset, offset + value.numel()) of parameter `name` in row-major order, value.grad() the
+  // gradient step() reads, `state` that parameter's per-parameter state over the same elements.
+  // Unsharded optimizers: each parameter itself (offset 0) with visit_param_state's tensors; ZeRO-1:
+  // this rank's pieces and the inner optimizer's state of them. Sparse training masks all three.
+  struct StepSlice {
+    const std::string& name;
+    int64_t offset;
+    at::Tensor& value;
+    std::vector<at::Tensor*> state;
+  };
+  using SliceVisitor = std::function<void(StepSlice& slice)>;
+  virtual void visit_step_slices(const SliceVisitor& fn);
 
  protected:
   std::vector<ParamGroup> groups_;

@@ -114,6 +114,16 @@ void Zero1::sync_pieces() {
   }
 }
 
+void Zero1::visit_step_slices(const SliceVisitor& fn) {
+  std::map<std::string, std::vector<at::Tensor*>> state;
+  inner_->visit_param_state([&](const std::string& name, at::Tensor& t) { state[name].push_back(&t); });
+  for (size_t k = 0; k < pieces_info_.size(); ++k) {
+    const auto& name = dp_.params()[pieces_info_[k].param].first;
+    StepSlice s{name, pieces_info_[k].at_param, pieces_[k], state[name]};
+    fn(s);
+  }
+}
+
 std::vector<std::pair<std::string, double>> Zero1::metrics(const SumReduce& reduce) const {
   auto group = dp_.group_ptr();
   SumReduce over_dp = [group, reduce](at::Tensor& t) {

@@ -57,6 +57,13 @@ class Zero1 final : public Optimizer {
   std::string hessian_estimator() const override { return inner_->hessian_estimator(); }
   void set_tokens_per_step(double tokens) override { inner_->set_tokens_per_step(tokens); }
   std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {}) const override;
+  // The inner optimizer's state, keyed by the full parameters' names (each tensor one piece's elements).
+  void visit_param_state(const StateVisitor& fn) override { inner_->visit_param_state(fn); }
+  // This rank's pieces (offset: the piece's first element in its parameter) and their inner state.
+  void visit_step_slices(const SliceVisitor& fn) override;
+  // A fresh inner optimizer over the same pieces (SPDF's dense phase restarts the optimizer; the
+  // pieces, hence clipping and the tp sums that hold them, stay).
+  void restart_inner(const Factory& make) { inner_ = make(inner_->groups()); }
 
   // This rank's pieces; their grads are the reduced gradient shard (for global-norm clipping
   // over the dp group).

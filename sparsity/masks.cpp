@@ -40,7 +40,7 @@ at::Tensor magnitude_mask(const Prunable& p, const at::Tensor& keep, int64_t zer
   if (zeros < 0 || zeros > n) fail("sparsity: {} zeros asked of '{}', which has {} entries", zeros, p.name, n);
   at::Tensor pruned = keep.defined() ? keep.logical_not() : at::Tensor();
   at::Tensor sel = select_smallest(magnitude_keys(p.weight, pruned), global_flat_index(p.weight, p.shard), zeros, n,
-                                   shard_group);
+                                   shard_group, p.shard.counted);
   return sel.logical_not();
 }
 

@@ -30,6 +30,20 @@ ShardLayout layout_for_role(models::LinearRole role, int64_t rank, int64_t count
   }
 }
 
+ShardLayout layout_from_starts(int64_t dim, int64_t full, int64_t local, const std::vector<int64_t>& starts, int64_t rank) {
+  if (rank < 0 || rank >= static_cast<int64_t>(starts.size()) || local <= 0 || full % local != 0)
+    fail("sparsity: tp layout (dim {}, {} of {} per rank, {} ranks) cannot be split into equal parts for rank {}", dim,
+         local, full, starts.size(), rank);
+  for (auto s : starts)
+    if (s % local != 0 || s < 0 || s + local > full)
+      fail("sparsity: tp layout (dim {}) has a part starting at {} of {} elements, not aligned to parts of {}", dim, s,
+           full, local);
+  ShardLayout l{dim, starts[rank] / local, full / local, true};
+  for (int64_t q = 0; q < rank; ++q)
+    if (starts[q] == starts[rank]) l.counted = false;
+  return l;
+}
+
 std::vector<int64_t> full_sizes(const at::Tensor& local, const ShardLayout& shard) {
   auto sizes = local.sizes().vec();
   if (shard.dim >= 0) {

@@ -15,11 +15,13 @@
 namespace strata::sparsity {
 
 // This tensor is part `index` of `count` equal contiguous parts of the full matrix along `dim`
-// (dim = -1: the whole matrix).
+// (dim = -1: the whole matrix). `counted` = false: another rank of the shard group holds the same
+// part (a KV head shared by several tp ranks) and counts it; this copy only applies the result.
 struct ShardLayout {
   int64_t dim = -1;
   int64_t index = 0;
   int64_t count = 1;
+  bool counted = true;
 };
 
 struct Prunable {
@@ -36,6 +38,10 @@ bool is_prunable_linear(const std::string& module_path, models::LinearRole role)
 std::vector<Prunable> prunable_set(torch::nn::Module& model);
 // Megatron's split of a Linear layer by role across `count` tp ranks: Column rows, Row columns.
 ShardLayout layout_for_role(models::LinearRole role, int64_t rank, int64_t count);
+// The layout of tp rank `rank` when rank q holds elements [starts[q], starts[q] + local) of
+// dimension `dim` (size `full`) -- parallel::ShardLayout's description. Ranks with equal starts
+// share a part; only the lowest of them is `counted`. Fails unless the parts are equal and aligned.
+ShardLayout layout_from_starts(int64_t dim, int64_t full, int64_t local, const std::vector<int64_t>& starts, int64_t rank);
 
 // Sizes of the full matrix this shard belongs to.
 std::vector<int64_t> full_sizes(const at::Tensor& local, const ShardLayout& shard);

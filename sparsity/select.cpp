@@ -7,8 +7,9 @@
 namespace strata::sparsity {
 namespace {
 
-int64_t global_count(const at::Tensor& local_true, parallel::ProcessGroup& group) {
+int64_t global_count(const at::Tensor& local_true, parallel::ProcessGroup& group, bool counted) {
   at::Tensor c = local_true.sum().to(at::kLong).reshape({1});
+  if (!counted) c.zero_();
   group.all_reduce(c, parallel::ReduceOp::Sum)->wait();
   return c.item<int64_t>();
 }
@@ -27,11 +28,11 @@ int64_t bisect(int64_t lo, int64_t hi, int64_t target, const Count& count) {
 }  // namespace
 
 at::Tensor select_smallest(const at::Tensor& keys, const at::Tensor& index, int64_t k, int64_t index_bound,
-                           parallel::ProcessGroup& group) {
+                           parallel::ProcessGroup& group, bool counted) {
   if (keys.scalar_type() != at::kLong || index.scalar_type() != at::kLong || !keys.sizes().equals(index.sizes()))
     fail("sparsity select_smallest: keys and index must be int64 tensors of one shape (got {} {} and {} {})",
          c10::toString(keys.scalar_type()), keys.sizes(), c10::toString(index.scalar_type()), index.sizes());
-  at::Tensor n = at::full({1}, keys.numel(), keys.options());
+  at::Tensor n = at::full({1}, counted ? keys.numel() : 0, keys.options());
   group.all_reduce(n, parallel::ReduceOp::Sum)->wait();
   const int64_t total = n.item<int64_t>();
   if (k < 0 || k > total) fail("sparsity select_smallest: k = {} is outside [0, {}] on group {}", k, total, group.name());
@@ -40,12 +41,12 @@ at::Tensor select_smallest(const at::Tensor& keys, const at::Tensor& index, int6
   at::Tensor mx = keys.numel() > 0 ? keys.max().reshape({1}) : at::zeros({1}, keys.options());
   group.all_reduce(mx, parallel::ReduceOp::Max)->wait();
   // The k-th smallest key T: the smallest key value with count(keys <= T) >= k.
-  const int64_t thr = bisect(-1, mx.item<int64_t>(), k, [&](int64_t x) { return global_count(keys <= x, group); });
+  const int64_t thr = bisect(-1, mx.item<int64_t>(), k, [&](int64_t x) { return global_count(keys <= x, group, counted); });
   const at::Tensor below = keys < thr, tied = keys == thr;
-  const int64_t rest = k - global_count(below, group);
+  const int64_t rest = k - global_count(below, group, counted);
   // Among the tied entries, the `rest` with the smallest global indices: the smallest J with
   // count(tied & index < J) >= rest.
-  const int64_t cut = bisect(0, index_bound, rest, [&](int64_t j) { return global_count(tied & (index < j), group); });
+  const int64_t cut = bisect(0, index_bound, rest, [&](int64_t j) { return global_count(tied & (index < j), group, counted); });
   return below | (tied & (index < cut));
 }
 

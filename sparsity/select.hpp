@@ -14,9 +14,11 @@
 namespace strata::sparsity {
 
 // keys, index: int64 tensors of the same shape (this rank's part); keys >= 0, indices unique over
-// the group and < index_bound. Returns a bool tensor, true at this rank's selected entries.
+// the counted parts of the group and < index_bound. Returns a bool tensor, true at this rank's
+// selected entries. counted = false: this rank's part is a bitwise copy of another rank's counted
+// part (it adds nothing to the counts and gets the same selection as that rank).
 at::Tensor select_smallest(const at::Tensor& keys, const at::Tensor& index, int64_t k, int64_t index_bound,
-                           parallel::ProcessGroup& group);
+                           parallel::ProcessGroup& group, bool counted = true);
 
 // Order-preserving int64 key of |w|: 0 for entries in `pruned` (so they are selected first and
 // masks stay nested), else the float32 bit pattern of |w| plus one.

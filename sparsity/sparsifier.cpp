@@ -18,7 +18,8 @@ Sparsifier::Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64
   if (cfg_.method != "static" && cfg_.method != "gradual")
     fail("sparsity.method = '{}' is not one of: none, static, gradual", cfg_.method);
   if (prunable_.empty()) fail("sparsity.method = {}: the model has no prunable Linear layers inside its blocks", cfg_.method);
-  if (!shard_group_) shard_group_ = parallel::make_single_rank_group("sparsity");
+  local_group_ = parallel::make_single_rank_group("sparsity");
+  if (!shard_group_) shard_group_ = local_group_;
   for (const auto& p : prunable_) {
     full_numel_.push_back(full_numel(p.weight, p.shard));
     prunable_entries_ += full_numel_.back();
@@ -53,16 +54,30 @@ std::string Sparsifier::prunable_list() const {
   return out;
 }
 
-void Sparsifier::mask_state(optim::Optimizer& opt) {
+parallel::ProcessGroup& Sparsifier::group_of(size_t i) const {
+  return prunable_[i].shard.dim >= 0 ? *shard_group_ : *local_group_;
+}
+
+void Sparsifier::mask_optimizer(optim::Optimizer& opt, bool values, bool grads, bool state) {
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < prunable_.size(); ++i) index[prunable_[i].name] = i;
   torch::NoGradGuard no_grad;
-  opt.visit_param_state([&](const std::string& name, at::Tensor& t) {
-    auto it = index.find(name);
+  opt.visit_step_slices([&](optim::Optimizer::StepSlice& s) {
+    auto it = index.find(s.name);
     if (it == index.end() || !keep_[it->second].defined()) return;
-    if (!t.sizes().equals(keep_[it->second].sizes()))
-      fail("sparsity: optimizer state of '{}' has shape {} but its mask has {}", name, t.sizes(), keep_[it->second].sizes());
-    apply_mask(t, keep_[it->second]);
+    const at::Tensor& keep = keep_[it->second];
+    // The slice's part of the mask: the whole mask, or elements [offset, offset + n) of it flat.
+    auto part = [&](const at::Tensor& t) -> at::Tensor {
+      if (s.offset == 0 && t.sizes().equals(keep.sizes())) return keep;
+      if (s.offset < 0 || s.offset + t.numel() > keep.numel() || !t.is_contiguous())
+        fail("sparsity: optimizer slice of '{}' (elements {} + {}, shape {}) does not fit its mask of shape {}", s.name,
+             s.offset, t.numel(), t.sizes(), keep.sizes());
+      return keep.reshape({-1}).narrow(0, s.offset, t.numel()).view(t.sizes());
+    };
+    if (values) apply_mask(s.value, part(s.value));
+    if (grads && s.value.grad().defined()) apply_mask(s.value.mutable_grad(), part(s.value.grad()));
+    if (state)
+      for (at::Tensor* t : s.state) apply_mask(*t, part(*t));
   });
 }
 
@@ -70,14 +85,14 @@ void Sparsifier::prune_to(double sparsity, optim::Optimizer& opt) {
   for (size_t i = 0; i < prunable_.size(); ++i) {
     const int64_t z = zeros_for(sparsity, full_numel_[i]);
     if (z <= zeros_[i]) continue;
-    keep_[i] = magnitude_mask(prunable_[i], keep_[i], z, *shard_group_);
+    keep_[i] = magnitude_mask(prunable_[i], keep_[i], z, group_of(i));
     zeros_[i] = z;
     apply_mask(prunable_[i].weight, keep_[i]);
     if (prunable_[i].weight.grad().defined()) apply_mask(prunable_[i].weight.mutable_grad(), keep_[i]);
   }
   masking_ = true;
   current_sparsity_ = sparsity;
-  mask_state(opt);
+  mask_optimizer(opt, /*values=*/true, /*grads=*/true, /*state=*/true);
 }
 
 bool Sparsifier::on_step_begin(int64_t step, optim::Optimizer& opt) {
@@ -99,16 +114,17 @@ bool Sparsifier::on_step_begin(int64_t step, optim::Optimizer& opt) {
   return rebuild;
 }
 
-void Sparsifier::after_backward() {
+void Sparsifier::after_backward(optim::Optimizer& opt) {
   if (!masking_) return;
   for (size_t i = 0; i < prunable_.size(); ++i)
     if (prunable_[i].weight.grad().defined()) apply_mask(prunable_[i].weight.mutable_grad(), keep_[i]);
+  mask_optimizer(opt, /*values=*/false, /*grads=*/true, /*state=*/false);  // ZeRO-1: the reduced shards
 }
 
 void Sparsifier::after_step(optim::Optimizer& opt) {
   if (!masking_) return;
   for (size_t i = 0; i < prunable_.size(); ++i) apply_mask(prunable_[i].weight, keep_[i]);
-  mask_state(opt);
+  mask_optimizer(opt, /*values=*/true, /*grads=*/false, /*state=*/true);
 }
 
 std::vector<std::pair<std::string, double>> Sparsifier::metrics() const {
@@ -122,8 +138,18 @@ std::vector<std::pair<std::string, double>> Sparsifier::metrics() const {
 
 std::map<std::string, at::Tensor> Sparsifier::state() const {
   std::map<std::string, at::Tensor> out;
-  for (size_t i = 0; i < prunable_.size(); ++i)
-    if (masking_ && keep_[i].defined()) out["sparsity.mask." + prunable_[i].name] = keep_[i];
+  for (size_t i = 0; i < prunable_.size(); ++i) {
+    if (!masking_ || !keep_[i].defined()) continue;
+    const auto& sh = prunable_[i].shard;
+    at::Tensor full = keep_[i];
+    if (sh.dim >= 0) {  // every shard's (counted) part summed into a full matrix over the shard group
+      at::Tensor sum = at::zeros(full_sizes(keep_[i], sh), keep_[i].options().dtype(at::kByte));
+      if (sh.counted) local_slice(sum, sh).copy_(keep_[i]);
+      shard_group_->all_reduce(sum, parallel::ReduceOp::Sum)->wait();
+      full = sum.to(at::kBool);
+    }
+    out["sparsity.mask." + prunable_[i].name] = full;
+  }
   out["sparsity.zeros"] = at::tensor(zeros_, at::kLong);
   out["sparsity.counters"] = at::tensor(std::vector<double>{steps_, nonzero_sum_, eff_flops_, current_sparsity_,
                                                             dense_phase_ ? 1.0 : 0.0, masking_ ? 1.0 : 0.0},
@@ -150,10 +176,11 @@ void Sparsifier::load_state(const std::map<std::string, at::Tensor>& t, const st
     keep_[i] = at::Tensor();
     if (!masking_) continue;
     const auto& m = get("sparsity.mask." + prunable_[i].name);
-    if (!m.sizes().equals(prunable_[i].weight.sizes()))
-      fail("checkpoint '{}': mask of '{}' has shape {} but the weight is {}", where, prunable_[i].name, m.sizes(),
-           prunable_[i].weight.sizes());
-    keep_[i] = m.to(at::kBool).to(prunable_[i].weight.device()).contiguous();
+    const auto& sh = prunable_[i].shard;
+    if (!m.sizes().equals(full_sizes(prunable_[i].weight, sh)))
+      fail("checkpoint '{}': mask of '{}' has shape {} but the full weight is {}", where, prunable_[i].name, m.sizes(),
+           full_sizes(prunable_[i].weight, sh));
+    keep_[i] = local_slice(m.to(at::kBool), sh).contiguous().to(prunable_[i].weight.device());
   }
 }
 

@@ -2,11 +2,17 @@
 // The trainer calls, per step:
 //   on_step_begin(step, opt)  pruning events (masks, weights, optimizer moments) or the start of the
 //                             dense phase (returns true: rebuild the optimizer fresh); accounting
-//   after_backward()          gradients *= mask (before clipping and the optimizer step)
+//   after_backward(opt)       gradients *= mask (before clipping and the optimizer step), both the
+//                             parameters' and what the optimizer steps (ZeRO-1: this rank's pieces)
 //   after_step(opt)           weights *= mask and every per-parameter optimizer state *= mask
 // Masks are identical on every data-parallel rank: static masks come from (seed, parameter name);
 // magnitude masks from weights that are replicated bitwise, with thresholds computed over
-// `shard_group` (the ranks that hold shards of the same matrices; tp) by select_smallest.
+// `shard_group` (the ranks that hold shards of the same matrices; tp) by select_smallest. A
+// prunable tensor whose ShardLayout has dim = -1 is whole on this rank (replicated over tp): its
+// threshold is computed locally, which gives every holder the same mask. Under tensor parallelism
+// the masks are the tp = 1 masks sliced (static: the full mask drawn then sliced; magnitude: the
+// distributed k-th value with ties by full-matrix index), and state() gathers them back into full
+// matrices, so checkpoints are layout-independent.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -39,14 +45,15 @@ class Sparsifier {
              std::shared_ptr<parallel::ProcessGroup> shard_group);
 
   bool on_step_begin(int64_t step, optim::Optimizer& opt);
-  void after_backward();
+  void after_backward(optim::Optimizer& opt);
   void after_step(optim::Optimizer& opt);
 
   // Log values for the current step: sparsity (zeros / prunable entries), nonzero_params,
   // n_avg (mean nonzero_params over the steps so far), eff_flops_per_token (dense FLOPs minus
   // 6 per pruned weight), eff_flops (cumulative effective training FLOPs).
   std::vector<std::pair<std::string, double>> metrics() const;
-  // Checkpoint entries ("sparsity.*"): masks while masking, per-matrix zero counts, accumulators.
+  // Checkpoint entries ("sparsity.*"): masks (full tp = 1 matrices; collective over the shard
+  // group) while masking, per-matrix zero counts, accumulators. load_state slices full masks.
   std::map<std::string, at::Tensor> state() const;
   void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& where);
 
@@ -60,7 +67,9 @@ class Sparsifier {
 
  private:
   void prune_to(double sparsity, optim::Optimizer& opt);
-  void mask_state(optim::Optimizer& opt);
+  // Masks what `opt` steps (ZeRO-1 pieces or the parameters) and its per-parameter state.
+  void mask_optimizer(optim::Optimizer& opt, bool values, bool grads, bool state);
+  parallel::ProcessGroup& group_of(size_t i) const;  // shard group, or a local group for whole tensors
 
   SparsityConfig cfg_;
   std::vector<Prunable> prunable_;
@@ -69,7 +78,7 @@ class Sparsifier {
   int64_t prunable_entries_ = 0;
   int64_t total_steps_;
   Accounting acc_;
-  std::shared_ptr<parallel::ProcessGroup> shard_group_;
+  std::shared_ptr<parallel::ProcessGroup> shard_group_, local_group_;
   GradualPlan plan_;
   bool masking_ = false, dense_phase_ = false;
   double current_sparsity_ = 0;
@@ -77,7 +86,8 @@ class Sparsifier {
   double steps_ = 0, nonzero_sum_ = 0, eff_flops_ = 0;
 };
 
-// The prunable set of `model`, validated against the config; the static masks are drawn here.
+// The prunable set of `model` (whole matrices), validated against the config; the static masks are
+// drawn here. Callers with tp shards build the Sparsifier from prunable_set() with layouts set.
 std::unique_ptr<Sparsifier> make_sparsifier(const SparsityConfig& cfg, torch::nn::Module& model, int64_t run_seed,
                                             int64_t total_steps, Accounting acc,
                                             std::shared_ptr<parallel::ProcessGroup> shard_group);

@@ -6,29 +6,42 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "models/flops.hpp"
+#include "optim/zero1.hpp"
+#include "trainer/tensor_parallel_setup.hpp"
 
 namespace strata::trainer {
 
 std::unique_ptr<sparsity::Sparsifier> make_trainer_sparsifier(const RunConfig& cfg, models::LanguageModel& model,
-                                                              int64_t dp_size, bool is_main) {
+                                                              int64_t dp_size, bool is_main,
+                                                              const TensorParallelSetup* tp) {
   const auto& sc = cfg.sparsity;
   if (sc.method == "none") return nullptr;
-  if (cfg.parallel.zero1)
-    fail("sparsity.method = {} zeroes optimizer moments at pruned entries, which parallel.zero1's sharded state does "
-         "not expose yet; set parallel.zero1 = false", sc.method);
-  if (cfg.parallel.tp > 1 || cfg.parallel.pp > 1)
-    fail("sparsity.method = {} is wired for data parallelism only (parallel.tp = {}, parallel.pp = {}); the masks of "
-         "tensor-parallel shards (sparsity/select.hpp) are not connected to the trainer's tp checkpoints yet",
-         sc.method, cfg.parallel.tp, cfg.parallel.pp);
+  if (cfg.parallel.pp > 1)
+    fail("sparsity.method = {} is not wired through the pipeline (parallel.pp = {}): the sparsity metrics and the masks "
+         "in checkpoints would cover this stage's matrices only; set parallel.pp = 1 (tp, dp and zero1 are supported)",
+         sc.method, cfg.parallel.pp);
   if (cfg.growth.enabled()) fail("sparsity.method = {} cannot be combined with growth: (the prunable set changes shape)", sc.method);
   if (sc.start_fraction >= sc.end_fraction)
     fail("sparsity.start_fraction = {} must be below sparsity.end_fraction = {}", sc.start_fraction, sc.end_fraction);
   sparsity::Accounting acc;
-  acc.total_params = 0;
-  for (const auto& p : model.parameters()) acc.total_params += p.numel();
+  acc.total_params = 0;  // the tp = 1 model's count: a tp shard counts at its full size
+  for (const auto& p : model.parameters()) {
+    const auto* l = tp ? tp->plan().layout_of(p) : nullptr;
+    acc.total_params += l ? p.numel() / l->local * l->full : p.numel();
+  }
   acc.flops_per_token = models::flops_per_token(cfg.model, cfg.train.seq_len);
   acc.tokens_per_step = static_cast<double>(cfg.train.micro_batch * cfg.train.grad_accum * cfg.train.seq_len * dp_size);
-  auto sp = sparsity::make_sparsifier(sc, model, cfg.run.seed, cfg.train.steps, acc, nullptr);
+  auto prunable = sparsity::prunable_set(model);
+  std::shared_ptr<parallel::ProcessGroup> shard_group;
+  if (tp) {  // each weight as tp rank r's part of the full matrix; thresholds over the tp group
+    shard_group = tp->plan().ctx->group;
+    for (auto& p : prunable)
+      if (const auto* l = tp->plan().layout_of(p.weight))
+        p.shard = sparsity::layout_from_starts(l->dim, l->full, l->local, l->starts, shard_group->rank());
+  }
+  auto seeded = sc;
+  if (seeded.seed < 0) seeded.seed = cfg.run.seed;
+  auto sp = std::make_unique<sparsity::Sparsifier>(seeded, std::move(prunable), cfg.train.steps, acc, shard_group);
   spdlog::info("sparsity: {} to {:.3f} over {} prunable matrices ({:.2f}M of {:.2f}M parameters){}", sc.method, sc.sparsity,
                sp->prunable().size(), sp->prunable_entries() / 1e6, acc.total_params / 1e6,
                sc.method == "gradual" ? fmt::format(", pruning steps {} -> {} (compute {:.0f}% -> {:.0f}%), every {} steps",
@@ -46,10 +59,11 @@ std::unique_ptr<sparsity::Sparsifier> make_trainer_sparsifier(const RunConfig& c
   return sp;
 }
 
-std::unique_ptr<optim::Optimizer> fresh_optimizer(const optim::Optimizer& old, const RunConfig& cfg, int64_t dp_size) {
-  auto opt = optim::make_optimizer(cfg.optim, old.groups());
+void restart_optimizer(std::unique_ptr<optim::Optimizer>& opt, const RunConfig& cfg, int64_t dp_size) {
+  auto make = [&](std::vector<optim::ParamGroup> g) { return optim::make_optimizer(cfg.optim, std::move(g)); };
+  if (auto* zero = dynamic_cast<optim::Zero1*>(opt.get())) zero->restart_inner(make);
+  else opt = make(opt->groups());
   opt->set_tokens_per_step(static_cast<double>(cfg.train.micro_batch * cfg.train.grad_accum * cfg.train.seq_len * dp_size));
-  return opt;
 }
 
 std::string sparsity_log_line(const sparsity::Sparsifier& sp) {

@@ -1,7 +1,9 @@
 // The trainer's side of sparse pre-training (recipe `sparsity:`, sparsity/sparsifier.hpp): builds
 // the Sparsifier for a run, checks what it cannot be combined with yet, records the prunable set
-// (log + <run.dir>/sparsity_prunable.txt + checkpoint meta), and rebuilds the optimizer fresh when
-// the dense phase starts.
+// (log + <run.dir>/sparsity_prunable.txt + checkpoint meta), and restarts the optimizer fresh when
+// the dense phase starts. With parallel.tp > 1 every prunable weight carries its tp layout (from the
+// TensorParallelPlan) and thresholds are computed over the tp group; with parallel.zero1 the
+// optimizer's pieces are masked (optim::Optimizer::visit_step_slices).
 #pragma once
 #include <memory>
 #include <string>
@@ -13,11 +15,16 @@
 
 namespace strata::trainer {
 
+class TensorParallelSetup;
+
 // nullptr when sparsity.method = none. dp_size: data-parallel degree (global tokens per step).
+// tp: the model's tensor-parallel sharding (null for tp = 1), already applied to `model`.
 std::unique_ptr<sparsity::Sparsifier> make_trainer_sparsifier(const RunConfig& cfg, models::LanguageModel& model,
-                                                              int64_t dp_size, bool is_main);
-// A fresh optimizer over the same parameter groups (SPDF's dense fine-tuning phase).
-std::unique_ptr<optim::Optimizer> fresh_optimizer(const optim::Optimizer& old, const RunConfig& cfg, int64_t dp_size);
+                                                              int64_t dp_size, bool is_main,
+                                                              const TensorParallelSetup* tp = nullptr);
+// A fresh optimizer over the same parameter groups (SPDF's dense fine-tuning phase); under ZeRO-1
+// the same pieces with a fresh inner optimizer.
+void restart_optimizer(std::unique_ptr<optim::Optimizer>& opt, const RunConfig& cfg, int64_t dp_size);
 // "sparsity 0.500 | N_avg 2.91M | eff 17.3 MFLOP/token | 1.2e+13 FLOPs" for the log line.
 std::string sparsity_log_line(const sparsity::Sparsifier& sp);
 

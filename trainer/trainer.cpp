@@ -147,7 +147,8 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     spdlog::info("optimizer {} ({} estimator, refresh every {} steps); weight decay rule {}", cfg_.optim.name,
                  opt_->hessian_estimator(), opt_->hessian_interval(), cfg_.optim.decay_rule);
   }
-  sparsifier_ = make_trainer_sparsifier(cfg_, *model_, mesh_->dp()->size(), is_main());  // sparsity.method != none
+  sparsifier_ = make_trainer_sparsifier(cfg_, *model_, mesh_->dp()->size(), is_main(), tp_.get());  // sparsity.method != none
+  if (sparsifier_) sync_zero1_pieces();  // static masks zeroed weights that ZeRO-1 had already copied into its pieces
 
   if (cfg_.reweighting.strategy != "none") {  // reweighting/reweighter.hpp; weights over the dp group
     reweighter_ = std::make_unique<reweighting::Reweighter>(cfg_.reweighting, mesh_->dp());
@@ -402,7 +403,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     }
     if (growth_pending_ && step == growth_step_) grow_now(step);
     if (sparsifier_ && sparsifier_->on_step_begin(step, *opt_))  // pruning events; dense phase: fresh optimizer
-      opt_ = fresh_optimizer(*opt_, cfg_, dp_size);
+      restart_optimizer(opt_, cfg_, dp_size);
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     if (pipe_) loss_sum = pipe_->train_step(step, *data_, dp_.get());  // micro-batches = train.grad_accum
@@ -426,7 +427,7 @@ TrainResult Trainer::run(int64_t stop_after) {
       loss_sum = loss_sum.reshape({1});
       mesh_->dp()->all_reduce(loss_sum, parallel::ReduceOp::Avg)->wait();  // the logged loss is the global mean
     }
-    if (sparsifier_) sparsifier_->after_backward();  // gradients at pruned entries = 0 before clipping
+    if (sparsifier_) sparsifier_->after_backward(*opt_);  // gradients at pruned entries = 0 before clipping
     if (tp_) tp_->sync_grads();  // tensor parallel: shared KV heads, sequence-parallel partial gradients
     const double gnorm = pipe_ ? pipe_->clip_grad_norm(cfg_.optim.grad_clip)
                          : tp_ ? tp_->clip_grad_norm(clip_params_, cfg_.optim.grad_clip)

@@ -104,7 +104,7 @@ TEST_CASE("dp = 2: replicas that average gradients prune to identical masks and 
       auto logits = m->forward(x);
       at::cross_entropy_loss(logits.view({-1, 64}), at::roll(x, -1, 1).view({-1})).backward();
       for (auto& [_, p] : named) dp->all_reduce(p.mutable_grad(), parallel::ReduceOp::Avg)->wait();
-      sp.after_backward();
+      sp.after_backward(*opt);
       opt->step(3e-3);
       opt->zero_grad();
       sp.after_step(*opt);

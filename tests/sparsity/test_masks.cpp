@@ -59,7 +59,7 @@ void train_random(models::LanguageModel& m, optim::Optimizer& opt, Sparsifier& s
   for (int64_t s = first; s < first + steps; ++s) {
     sp.on_step_begin(s, opt);
     for (auto& kv : m.named_parameters()) kv.value().mutable_grad() = at::randn(kv.value().sizes(), gen);
-    sp.after_backward();
+    sp.after_backward(opt);
     opt.step(1e-2);
     opt.zero_grad();
     sp.after_step(opt);
@@ -197,7 +197,7 @@ TEST_CASE("gradual Sparsifier: events follow the plan, masks nested, moments zer
     }
     prev = sp.masks();
     for (auto& kv : m->named_parameters()) kv.value().mutable_grad() = at::randn(kv.value().sizes(), gen);
-    sp.after_backward();
+    sp.after_backward(*opt);
     opt->step(1e-2);
     opt->zero_grad();
     sp.after_step(*opt);
@@ -228,7 +228,7 @@ TEST_CASE("dense phase: masks dropped, the hook asks for a fresh optimizer once,
       opt = optimizer_for(*m, "adamw");
     }
     for (auto& kv : m->named_parameters()) kv.value().mutable_grad() = at::randn(kv.value().sizes(), gen);
-    sp.after_backward();
+    sp.after_backward(*opt);
     opt->step(1e-2);
     opt->zero_grad();
     sp.after_step(*opt);
