@@ -9,39 +9,6 @@
 
 namespace strata::optim {
 
-at::Tensor sample_from_logits(const at::Tensor& logits, const at::Tensor& uniforms) {
-  torch::NoGradGuard no_grad;
-  const int64_t V = logits.size(-1);
-  auto probs = at::softmax(logits.detach().to(at::kFloat).reshape({-1, V}), -1);
-  if (uniforms.numel() != probs.size(0))
-    fail("sample_from_logits: {} uniforms for {} label positions", uniforms.numel(), probs.size(0));
-  auto cdf = probs.cumsum(-1);
-  // v in (0, total]: the first index whose cumulative probability reaches v is a class with
-  // positive probability, also when rounding leaves the row total off 1 or some classes at 0.
-  auto u = uniforms.to(at::kFloat).reshape({-1, 1}).to(logits.device());
-  auto v = (1.0 - u) * cdf.narrow(1, V - 1, 1);
-  auto idx = at::searchsorted(cdf, v, /*out_int32=*/false, /*right=*/false);
-  auto sizes = logits.sizes().vec();
-  sizes.pop_back();
-  return idx.clamp_max_(V - 1).reshape(sizes);
-}
-
-at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen) {
-  const int64_t rows = logits.numel() / logits.size(-1);
-  return sample_from_logits(logits, at::rand({rows}, gen, at::TensorOptions().dtype(at::kFloat)));
-}
-
-at::Tensor gnb_sampled_loss(const at::Tensor& logits, const at::Tensor& uniforms) {
-  const int64_t V = logits.size(-1);
-  auto labels = sample_from_logits(logits, uniforms);
-  return at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat), labels.reshape({-1}));
-}
-
-at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen) {
-  const int64_t rows = logits.numel() / logits.size(-1);
-  return gnb_sampled_loss(logits, at::rand({rows}, gen, at::TensorOptions().dtype(at::kFloat)));
-}
-
 std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
                                           const std::string& kind) {
   std::vector<at::Tensor> out;
@@ -104,18 +71,16 @@ double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_
     fail("refresh_gnb: dp rank {} of {} is not a valid layout", comm.dp_rank, comm.dp_size);
   opt.zero_grad();
   double loss_sum = 0;
-  at::Tensor uniforms;  // one per label position of the global batch, drawn at the first micro-batch
+  const GnbLabels labels{draw_refresh_seed(gen), comm.dp_rank, comm.dp_size, comm.vocab};
   for (int64_t a = 0; a < micro_steps; ++a) {
-    auto logits = logits_of(a);
-    const int64_t rows = logits.numel() / logits.size(-1);
-    if (!uniforms.defined())
-      uniforms = at::rand({micro_steps * comm.dp_size * rows}, gen, at::TensorOptions().dtype(at::kFloat));
-    auto loss = gnb_sampled_loss(logits, uniforms.narrow(0, (a * comm.dp_size + comm.dp_rank) * rows, rows));
+    auto loss = labels.loss(logits_of(a), a);
     (loss / static_cast<double>(micro_steps)).backward();
     loss_sum += loss.detach().item<double>();
   }
   if (comm.average) comm.average(params);
-  clip_grad_norm(comm.clip_params.empty() ? params : comm.clip_params, grad_clip, comm.clip_group);
+  if (comm.sync) comm.sync();
+  if (comm.clip) comm.clip(grad_clip);
+  else clip_grad_norm(comm.clip_params.empty() ? params : comm.clip_params, grad_clip, comm.clip_group);
   opt.update_hessian();
   opt.zero_grad();
   return loss_sum / static_cast<double>(micro_steps);

@@ -7,12 +7,12 @@
 // update_hessian() unsquared. Randomness comes only from the caller's generator (a CPU
 // at::Generator, so it is device-independent and its state can be checkpointed).
 //
-// Layout invariance (a refresh is the same for any dp degree): every dp rank holds the same
-// generator state. GNB draws one uniform per label position of the whole global batch (ordered by
-// position in the step's global batch, as data::micro_batch_indices numbers them) and each rank
-// uses the uniforms of its own rows, so positions get independent labels and dp = 1 draws the same
-// ones. Hutchinson uses one probe per refresh on every rank, so the dp average of u * (H_r u) is
-// u * (H u) of the global batch.
+// Layout invariance (a refresh is the same for any dp or tp degree): every rank holds the same
+// generator state and draws one seed per refresh from it; GNB labels are a function of (seed,
+// global position, global vocabulary id) (optim/gnb_sampler.hpp), so each dp rank samples its own
+// rows and each tp rank its vocabulary shard, and the labels equal one process's. Hutchinson uses
+// one probe per refresh on every rank, so the dp average of u * (H_r u) is u * (H u) of the global
+// batch.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,20 +22,12 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include "optim/gnb_sampler.hpp"
 #include "optim/optimizer.hpp"
 #include "parallel/data_parallel.hpp"
 #include "parallel/process_group.hpp"
 
 namespace strata::optim {
-
-// Samples one label per row of logits [..., V] from softmax(logits) in fp32 by inverse CDF with
-// one uniform per row drawn from `gen` (CPU). Returns int64 [...] on the logits' device.
-at::Tensor sample_from_logits(const at::Tensor& logits, at::Generator& gen);
-// The same with the uniforms given: `uniforms` holds one value in [0, 1) per row (CPU float).
-at::Tensor sample_from_logits(const at::Tensor& logits, const at::Tensor& uniforms);
-// Mean CE of logits [..., V] against labels sampled by sample_from_logits; differentiable in logits.
-at::Tensor gnb_sampled_loss(const at::Tensor& logits, at::Generator& gen);
-at::Tensor gnb_sampled_loss(const at::Tensor& logits, const at::Tensor& uniforms);
 
 // One probe per parameter, shaped and placed like it: Rademacher (+-1) or standard normal.
 std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
@@ -55,6 +47,12 @@ struct RefreshComm {
   std::vector<at::Tensor> clip_params;  // whose grads the GNB clip sees after averaging (empty: params)
   parallel::ProcessGroup* clip_group = nullptr;  // clip_params are disjoint parts summed over it (ZeRO-1)
   int64_t dp_rank = 0, dp_size = 1;     // GNB: which rows of the global batch this rank samples
+  // Tensor parallelism: the logits are this rank's vocabulary shard (GNB samples across the tp group
+  // and takes the vocab-parallel loss); `sync` runs after the dp averaging (the training step's tp
+  // gradient sums) and `clip` replaces the clip above (the whole model's norm, tp shards counted once).
+  const VocabSplit* vocab = nullptr;
+  std::function<void()> sync;
+  std::function<double(double max_norm)> clip;
 };
 // The reduction the training step itself uses: the reducer's buckets (all-reduce, or under ZeRO-1
 // reduce-scatter into the shards the Zero1 optimizer `opt` steps, clipped over the dp group).
@@ -62,10 +60,11 @@ struct RefreshComm {
 RefreshComm data_parallel_refresh(Optimizer& opt, parallel::DataParallel* dp);
 
 // The official loop's GNB refresh: for each of `micro_steps` micro-batches, logits_of(a) runs the
-// forward pass on the refresh batch (all micro-batches the same shape); labels from the uniforms of
-// rows (a * dp_size + dp_rank) of the global batch; backward of gnb_sampled_loss / micro_steps; dp
-// averaging; clip the global grad norm to grad_clip (0 = off); opt.update_hessian(); zero the
-// gradients. Returns this rank's mean sampled-label loss.
+// forward pass on the refresh batch (all micro-batches the same shape); one seed drawn from `gen`,
+// labels sampled for rows (a * dp_size + dp_rank) of the global batch (GnbLabels); backward of the
+// sampled-label loss / micro_steps; dp averaging (and comm.sync); clip the global grad norm to
+// grad_clip (0 = off); opt.update_hessian(); zero the gradients. Returns this rank's mean
+// sampled-label loss.
 double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
                    const std::function<at::Tensor(int64_t)>& logits_of, at::Generator& gen, double grad_clip,
                    const RefreshComm& comm = {});

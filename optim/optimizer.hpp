@@ -35,6 +35,14 @@ struct ParamGroup {
 // Sums a float64 tensor element-wise over the ranks that share an optimizer's coordinates (a
 // ZeRO-1 shard group); empty = one rank holds everything.
 using SumReduce = std::function<void(at::Tensor&)>;
+// How one parameter (or piece of one) of `numel` elements counts in such statistics: a weight for its
+// sums and its number of real coordinates (default: 1 and numel). Under tensor parallelism a tensor
+// every tp rank holds whole weighs 1/tp on each (the tp sum counts it once) and vocabulary padding
+// rows are not coordinates.
+struct MetricShare {
+  double weight = 1.0, coordinates = 0.0;
+};
+using MetricWeight = std::function<MetricShare(const std::string& param_name, int64_t numel)>;
 
 class Optimizer {
  public:
@@ -57,8 +65,11 @@ class Optimizer {
   // Global tokens per optimizer step (Sophia's bs); optimizers that do not use it ignore it.
   virtual void set_tokens_per_step(double /*tokens*/) {}
   // Named values to log after a step (e.g. win_rate, hessian_norm); `reduce` makes them global
-  // under sharding.
-  virtual std::vector<std::pair<std::string, double>> metrics(const SumReduce& /*reduce*/ = {}) const { return {}; }
+  // under sharding, `weight` counts replicated parameters once.
+  virtual std::vector<std::pair<std::string, double>> metrics(const SumReduce& /*reduce*/ = {},
+                                                              const MetricWeight& /*weight*/ = {}) const {
+    return {};
+  }
   // Visits every per-parameter state tensor (moments, curvature) with its parameter's name, so
   // callers can edit state in place (sparse training zeroes it at pruned entries). Optimizers
   // that do not implement it fail, naming themselves.

@@ -71,16 +71,19 @@ void Sophia::update_hessian() {
     }
 }
 
-std::vector<std::pair<std::string, double>> Sophia::metrics(const SumReduce& reduce) const {
+std::vector<std::pair<std::string, double>> Sophia::metrics(const SumReduce& reduce, const MetricWeight& weight) const {
   torch::NoGradGuard no_grad;
   // Sums: [unclipped coordinates, all coordinates, sum of hc^2], on the state's device.
   at::Tensor sums;
   for (size_t gi = 0; gi < m_.size(); ++gi)
     for (size_t i = 0; i < m_[gi].size(); ++i) {
       const auto &m = m_[gi][i], &hc = hc_[gi][i];
-      auto part = at::stack({(m.abs() < scaled_hessian(hc)).sum().to(at::kDouble),
-                             at::scalar_tensor(static_cast<double>(m.numel()), m.options().dtype(at::kDouble)),
-                             hc.to(at::kDouble).square().sum()});
+      const MetricShare share = weight ? weight(groups_[gi].names[i], m.numel())
+                                       : MetricShare{1.0, static_cast<double>(m.numel())};
+      // Padding coordinates (m = hc = 0) are never unclipped and add nothing to hc^2.
+      auto part = at::stack({(m.abs() < scaled_hessian(hc)).sum().to(at::kDouble) * share.weight,
+                             at::scalar_tensor(share.coordinates, m.options().dtype(at::kDouble)),
+                             hc.to(at::kDouble).square().sum() * share.weight});
       sums = sums.defined() ? sums + part : part;
     }
   if (!sums.defined()) return {};

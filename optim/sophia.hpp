@@ -24,7 +24,8 @@ class Sophia final : public Optimizer {
   int64_t hessian_interval() const override { return interval_; }
   std::string hessian_estimator() const override { return estimator_ == Estimator::Gnb ? "gnb" : "hutchinson"; }
   // win_rate: fraction of coordinates with |m| < rho*bs*hc (not clipped); hessian_norm: L2 norm of hc.
-  std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {}) const override;
+  std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {},
+                                                      const MetricWeight& weight = {}) const override;
   std::map<std::string, at::Tensor> state() const override;
   void load_state(const std::map<std::string, at::Tensor>& state) override;
   void visit_param_state(const StateVisitor& fn) override;

@@ -124,13 +124,13 @@ void Zero1::visit_step_slices(const SliceVisitor& fn) {
   }
 }
 
-std::vector<std::pair<std::string, double>> Zero1::metrics(const SumReduce& reduce) const {
+std::vector<std::pair<std::string, double>> Zero1::metrics(const SumReduce& reduce, const MetricWeight& weight) const {
   auto group = dp_.group_ptr();
   SumReduce over_dp = [group, reduce](at::Tensor& t) {
     group->all_reduce(t, parallel::ReduceOp::Sum)->wait();
     if (reduce) reduce(t);
   };
-  return inner_->metrics(over_dp);
+  return inner_->metrics(over_dp, weight);  // the inner groups keep the parameter names
 }
 
 std::map<std::string, at::Tensor> Zero1::state() const {

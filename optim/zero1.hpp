@@ -56,7 +56,8 @@ class Zero1 final : public Optimizer {
   int64_t hessian_interval() const override { return inner_->hessian_interval(); }
   std::string hessian_estimator() const override { return inner_->hessian_estimator(); }
   void set_tokens_per_step(double tokens) override { inner_->set_tokens_per_step(tokens); }
-  std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {}) const override;
+  std::vector<std::pair<std::string, double>> metrics(const SumReduce& reduce = {},
+                                                      const MetricWeight& weight = {}) const override;
   // The inner optimizer's state, keyed by the full parameters' names (each tensor one piece's elements).
   void visit_param_state(const StateVisitor& fn) override { inner_->visit_param_state(fn); }
   // This rank's pieces (offset: the piece's first element in its parameter) and their inner state.

@@ -104,10 +104,11 @@ void check_pipeline_supported(const RunConfig& cfg) {
   if (par.zero1) refuse("parallel.zero1 = true is not wired through the pipeline; set parallel.zero1 = false");
   // growth: a pending growth event is refused by Trainer::setup_growth (growing runs in one process);
   // a grown checkpoint trains on under pp like any other.
-  if (cfg.optim.name.find("sophia") != std::string::npos && cfg.optim.hessian_interval > 0)
-    refuse(fmt::format("optim.name = {} refreshes its curvature with extra forward/backward passes, which do not run "
-                       "through the pipeline; use optim.name = adamw",
-                       cfg.optim.name));
+  // Sophia-G's refresh runs through the schedule (PipelineTrainer::loss_pass); Sophia-H's double
+  // backward would have to cross the stage boundaries' point-to-point sends, which autograd does not see.
+  if (cfg.optim.name == "sophia" && cfg.optim.hessian_interval > 0 && cfg.optim.hessian_estimator == "hutchinson")
+    refuse("optim.hessian_estimator = hutchinson (Sophia-H's double backward does not cross pipeline stages); use "
+           "optim.hessian_estimator = gnb");
   if (cfg.data.document_mask) refuse("data.document_mask = true is not supported through the pipeline");
   const auto kind = parallel::parse_pipe_schedule(par.schedule);
   if (kind == parallel::PipeScheduleKind::Interleaved) {
@@ -136,6 +137,7 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
   const int64_t chunks = p * par.virtual_stages;
   parts_ = pipeline_parts(model, chunks, par.partition, cfg.train.seq_len);
   const auto tied = pipeline_tied_params(model, p);
+  tied_names_ = tied;
   {
     torch::NoGradGuard no_grad;
     NamedParams kept;
@@ -165,6 +167,11 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
     reweighter_ = std::make_unique<reweighting::Reweighter>(cfg.reweighting, dp_);
   }
   stage_->set_loss_fn([this](const at::Tensor& logits, const at::Tensor& targets) {
+    if (custom_loss_) {  // loss_pass (Sophia-G's refresh)
+      auto loss = custom_loss_(logits, current_mb_);
+      logged_.at(current_mb_) = loss.detach();
+      return loss;
+    }
     if (reweighter_) {  // the same per-sequence loss and weights as the pp = 1 loop (trainer.cpp train_loss_of)
       auto r = tp_ ? reweighter_->loss(tp_->sequence_losses(logits, targets), current_step_)
                    : reweighter_->loss(logits, targets, current_step_);
@@ -198,9 +205,45 @@ at::Tensor PipelineTrainer::train_step(int64_t step, data::TrainingData& data, p
   if (first_() || last_())  // the middle stages read activations only
     for (int64_t a = 0; a < m; ++a)
       batches[a] = data.train_batch(data::micro_batch_indices(step, a, t.micro_batch, m, dp_->rank(), dp_->size()));
+  current_step_ = step;
+  auto out = at::full({1}, run_schedule(std::move(batches), dp, /*timed=*/true), at::kDouble);
+  reweight_row_.clear();
+  if (reweighter_ && reweighter_->active(step)) {  // the stats live on the last stage; every pp rank logs them
+    auto row = reweight_stats_.take();
+    if (last_() && row.size() != 4) fail("pipeline rank {}: step {} produced no reweighting stats", pp_->rank(), step);
+    static const char* const kKeys[] = {"reweight/entropy", "reweight/max_weight", "reweight/l_min", "reweight/l_max"};
+    for (size_t i = 0; i < 4; ++i)
+      reweight_row_.emplace_back(kKeys[i], parallel::broadcast_from_last(*pp_, last_() ? row[i].second : 0.0));
+  }
+  if (step + 1 == t.steps) log_bubble();
+  return out;
+}
+
+double PipelineTrainer::loss_pass(std::vector<data::Batch> batches, const LogitsLoss& loss, parallel::DataParallel* dp) {
+  if (static_cast<int64_t>(batches.size()) != cfg_.train.grad_accum)
+    fail("pipeline rank {}: loss_pass got {} micro-batches, the schedule runs train.grad_accum = {}", pp_->rank(),
+         batches.size(), cfg_.train.grad_accum);
+  custom_loss_ = loss;
+  try {
+    const double sum = run_schedule(std::move(batches), dp, /*timed=*/false);
+    custom_loss_ = nullptr;
+    return sum;
+  } catch (...) {
+    custom_loss_ = nullptr;
+    throw;
+  }
+}
+
+bool PipelineTrainer::counts(const std::string& name) const {
+  const bool tied = std::find(tied_names_.begin(), tied_names_.end(), name) != tied_names_.end();
+  return !tied || first_();
+}
+
+double PipelineTrainer::run_schedule(std::vector<data::Batch> batches, parallel::DataParallel* dp, bool timed) {
+  const auto& t = cfg_.train;
+  const int64_t m = t.grad_accum;
   stage_->set_batches(std::move(batches));
   logged_.assign(m, at::Tensor());
-  current_step_ = step;
 
   // Tracks which micro-batch the last chunk's loss belongs to (the loss hook has no mb argument).
   struct Tracking : parallel::PipeStage {
@@ -219,7 +262,7 @@ at::Tensor PipelineTrainer::train_step(int64_t step, data::TrainingData& data, p
     Autocast autocast(t.dtype == "bf16" && device_.is_cuda());
     res = runtime_->run_step(tracking);
   }
-  if (steps_run_++ > 0) {  // the first step in this process warms up allocators and connections
+  if (timed && steps_run_++ > 0) {  // the first step in this process warms up allocators and connections
     wall_s_ += res.wall_seconds;
     compute_s_ += res.compute_seconds;
   }
@@ -251,17 +294,7 @@ at::Tensor PipelineTrainer::train_step(int64_t step, data::TrainingData& data, p
     }
     sum = loss_sum.sum().item<double>();
   }
-  auto out = at::full({1}, parallel::broadcast_from_last(*pp_, sum), at::kDouble);
-  reweight_row_.clear();
-  if (reweighter_ && reweighter_->active(step)) {  // the stats live on the last stage; every pp rank logs them
-    auto row = reweight_stats_.take();
-    if (last_() && row.size() != 4) fail("pipeline rank {}: step {} produced no reweighting stats", pp_->rank(), step);
-    static const char* const kKeys[] = {"reweight/entropy", "reweight/max_weight", "reweight/l_min", "reweight/l_max"};
-    for (size_t i = 0; i < 4; ++i)
-      reweight_row_.emplace_back(kKeys[i], parallel::broadcast_from_last(*pp_, last_() ? row[i].second : 0.0));
-  }
-  if (step + 1 == t.steps) log_bubble();
-  return out;
+  return parallel::broadcast_from_last(*pp_, sum);
 }
 
 void PipelineTrainer::log_bubble() {

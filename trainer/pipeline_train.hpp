@@ -35,6 +35,7 @@
 // tensors) sends every stage's tensors to world rank 0 point-to-point over rank 0's pp group.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -68,6 +69,16 @@ class PipelineTrainer {
   // Returns, on every rank, the sum over micro-batches of the mean cross-entropy (dp-averaged) as a
   // one-element tensor: what the pp = 1 loop accumulates.
   at::Tensor train_step(int64_t step, data::TrainingData& data, parallel::DataParallel* dp);
+  // Sophia-G's curvature refresh through the same schedule: micro-batch a is batches[a] (read on
+  // the first and the last stage) and the last stage's loss is loss(logits, a) (the sampled-label
+  // cross-entropy, optim::GnbLabels; under tp from the vocabulary shard) in place of the data's
+  // cross-entropy; gradients reduced as train_step reduces them (dp, tied ends). Returns, on every
+  // rank, the sum over micro-batches of that loss (dp-averaged). Not timed for the bubble report.
+  using LogitsLoss = std::function<at::Tensor(const at::Tensor& logits, int64_t micro)>;
+  double loss_pass(std::vector<data::Batch> batches, const LogitsLoss& loss, parallel::DataParallel* dp);
+  // Whether this rank counts parameter `name` in whole-model statistics (each parameter on one
+  // stage; the tied embedding on the first).
+  bool counts(const std::string& name) const;
   // Global gradient norm over the pipeline; scales every held gradient when above max_norm (> 0).
   double clip_grad_norm(double max_norm);
   // The validation loss through the pipeline (forward only), the same batches and order as pp = 1;
@@ -114,6 +125,11 @@ class PipelineTrainer {
   // After the last step: every pipeline rank's idle share of run_step's wall time (1 - compute /
   // wall, the first step excluded), logged by pp rank 0 beside the closed-form bubble.
   void log_bubble();
+  // The part of train_step and loss_pass that runs the schedule on `batches` and reduces the
+  // gradients; returns the summed loss on every rank.
+  double run_schedule(std::vector<data::Batch> batches, parallel::DataParallel* dp, bool timed);
+  LogitsLoss custom_loss_;              // loss_pass: replaces the last stage's loss while set
+  std::vector<std::string> tied_names_;  // the tied embedding's names (held by both ends)
   bool first_() const { return pp_->rank() == 0; }
   bool last_() const { return pp_->rank() == pp_->size() - 1; }
 };

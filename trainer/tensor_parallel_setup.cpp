@@ -21,7 +21,12 @@ std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::Languag
   auto refuse = [&](const std::string& what) {
     fail("parallel.tp = {}: {} is not supported with tensor parallelism yet (rank {})", t, what, mesh.rank());
   };
-  if (cfg.optim.name == "sophia") refuse("optim.name = sophia (its curvature refresh uses full logits)");
+  // Sophia-G samples its labels across the vocabulary shards (optim/gnb_sampler.hpp); Sophia-H's
+  // double backward would pass through the tp collectives and the vocab-parallel cross-entropy,
+  // whose backward passes are not themselves differentiable, so it would be silently wrong.
+  if (cfg.optim.name == "sophia" && cfg.optim.hessian_interval > 0 && cfg.optim.hessian_estimator == "hutchinson")
+    refuse("optim.hessian_estimator = hutchinson (Sophia-H's double backward does not pass through the tensor-parallel "
+           "collectives; use optim.hessian_estimator = gnb)");
   // A growth: section is fine here once the model is grown; a pending growth event is refused by
   // Trainer::setup_growth, which runs first.
   if (cfg.train.activation_checkpointing)

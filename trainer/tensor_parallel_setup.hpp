@@ -14,6 +14,7 @@
 // is then cut into pipeline stages (trainer/pipeline_train.hpp), each stage tensor-parallel over its
 // own tp group.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +24,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "models/language_model.hpp"
+#include "optim/gnb_sampler.hpp"
 #include "optim/zero1.hpp"
 #include "parallel/data_parallel.hpp"
 #include "parallel/mesh.hpp"
@@ -65,6 +67,20 @@ class TensorParallelSetup {
   at::Tensor local_optim(const std::string& key, const at::Tensor& full) const;
 
   const parallel::TensorParallelPlan& plan() const { return plan_; }
+  // Sophia-G's refresh: how this rank's logits split the vocabulary (labels sampled across the shards).
+  optim::VocabSplit vocab_split() const { return {plan_.vocab, plan_.ctx->group.get()}; }
+  // How `numel` elements of parameter p count in whole-model optimizer statistics summed over tp:
+  // weight 1/(ranks holding them), vocabulary padding rows excluded (a ZeRO-1 piece, numel <
+  // p.numel(), is assumed to hold its share of padding).
+  optim::MetricShare metric_share(const at::Tensor& p, int64_t numel) const {
+    const double w = plan_.weight_of(p);
+    double real = 1.0;
+    if (const auto* l = plan_.layout_of(p); l && l->local > 0) {
+      const int64_t q = plan_.ctx->group->rank();
+      real = double(std::max<int64_t>(0, std::min(l->local, l->full - l->starts.at(q)))) / double(l->local);
+    }
+    return {w, w * real * static_cast<double>(numel)};
+  }
   // How parameter `name` (the tp = 1 name) is split over the tp group; null when every tp rank holds
   // it whole. Per-rank checkpoints (trainer/checkpoint_slices.hpp) place this rank's slice with it.
   const parallel::ShardLayout* layout(const std::string& name) const {

@@ -219,8 +219,28 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
   std::vector<std::pair<std::string, double>> out;
   // The estimate is taken of the dp-averaged gradient (GNB squares it afterwards), reduced by the
   // training step's reducer: under ZeRO-1 each rank gets its shard and refreshes the state it owns.
-  const auto comm = optim::data_parallel_refresh(*opt_, dp_.get());
-  if (opt_->hessian_estimator() == "gnb") {
+  auto comm = optim::data_parallel_refresh(*opt_, dp_.get());
+  optim::VocabSplit split;
+  if (tp_) {  // GNB samples across the vocabulary shards; the gradient is synced and clipped as in a step
+    split = tp_->vocab_split();
+    comm.vocab = &split;
+    comm.sync = [&] { tp_->sync_grads(); };
+    comm.clip = [&](double max_norm) { return tp_->clip_grad_norm(clip_params_, max_norm); };
+  }
+  if (opt_->hessian_estimator() == "gnb" && pipe_) {
+    // Through the pipeline schedule: the last stage takes the sampled-label loss (PipelineTrainer::loss_pass).
+    opt_->zero_grad();
+    const optim::GnbLabels labels{optim::draw_refresh_seed(hessian_gen_), dp->rank(), dp->size(), comm.vocab};
+    std::vector<data::Batch> batches(t.grad_accum);
+    for (int64_t a = 0; a < t.grad_accum; ++a) batches[a] = batch_of(a);
+    const double sum = pipe_->loss_pass(
+        std::move(batches), [&](const at::Tensor& logits, int64_t a) { return labels.loss(logits, a); }, dp_.get());
+    if (tp_) tp_->sync_grads();
+    pipe_->clip_grad_norm(cfg_.optim.grad_clip);
+    opt_->update_hessian();
+    opt_->zero_grad();
+    out.push_back({"hessian_loss", sum / static_cast<double>(t.grad_accum)});  // dp-averaged on the last stage
+  } else if (opt_->hessian_estimator() == "gnb") {
     auto logits_of = [&](int64_t a) {
       auto inputs = batch_of(a).inputs.to(device_, true);
       AutocastScope autocast(t.dtype == "bf16" && device_.is_cuda());
@@ -248,7 +268,26 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
     }
     ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);
   }
-  for (auto& kv : opt_->metrics()) out.push_back(kv);
+  // win_rate / hessian_norm of the whole model: summed over tp (tensors every tp rank holds count
+  // 1/tp on each) and over the pipeline stages (the tied embedding on the first stage only).
+  optim::SumReduce reduce;
+  optim::MetricWeight weight;
+  std::map<std::string, at::Tensor> by_name(params_.begin(), params_.end());
+  if (tp_ || pipe_) {
+    reduce = [&](at::Tensor& sums) {
+      auto d = sums.to(device_);
+      if (tp_) tp_->plan().ctx->group->all_reduce(d, parallel::ReduceOp::Sum)->wait();
+      if (pipe_) mesh_->pp()->all_reduce(d, parallel::ReduceOp::Sum)->wait();
+      sums = d.cpu();
+    };
+    weight = [&](const std::string& name, int64_t numel) {
+      if (pipe_ && !pipe_->counts(name)) return optim::MetricShare{0.0, 0.0};
+      auto it = by_name.find(name);
+      return tp_ && it != by_name.end() ? tp_->metric_share(it->second, numel)
+                                        : optim::MetricShare{1.0, static_cast<double>(numel)};
+    };
+  }
+  for (auto& kv : opt_->metrics(reduce, weight)) out.push_back(kv);
   return out;
 }
 

@@ -1,5 +1,5 @@
 // Curvature estimators (specs/sophia.md §4 items 4-5): GNB by enumeration over labels on a
-// softmax-linear model, the label sampler against softmax, Hutchinson by enumeration over all
+// softmax-linear model, the Gumbel-max label sampler against softmax (and its noise), Hutchinson by enumeration over all
 // Rademacher probes on a quadratic, and the refresh drivers.
 #include <cmath>
 
@@ -57,29 +57,55 @@ TEST_CASE("GNB by enumeration: E over sampled labels of B*grad(mean CE)^2 is the
   REQUIRE(gn.min().item<double>() >= 0.0);
 }
 
-TEST_CASE("sample_from_logits draws from softmax(logits), deterministically per generator", "[optim][hessian][gnb]") {
+TEST_CASE("sample_labels draws from softmax(logits) by Gumbel-max, deterministically per (seed, position)",
+          "[optim][hessian][gnb]") {
   auto logits = at::tensor({2.0f, 0.0f, -1.0f, 1.0f, -3.0f});
   const int64_t N = 200000;
   auto rows = logits.expand({N, 5}).contiguous();
-  auto gen = generator(7);
-  auto y = sample_from_logits(rows, gen);
+  auto y = sample_labels(rows, /*seed=*/7, /*first_row=*/0);
   REQUIRE(y.sizes() == at::IntArrayRef({N}));
   auto freq = at::bincount(y, {}, 5).to(at::kDouble) / static_cast<double>(N);
   auto p = at::softmax(logits.to(at::kDouble), 0);
   auto sigma = (p * (1 - p) / static_cast<double>(N)).sqrt();
   REQUIRE(((freq - p).abs() <= 5 * sigma).all().item<bool>());
-  auto gen2 = generator(7);
-  REQUIRE(at::equal(sample_from_logits(rows, gen2), y));
+  // A label is a function of (seed, global position): any split of the rows gives the same labels,
+  // another seed others.
+  REQUIRE(at::equal(sample_labels(rows, 7, 0), y));
+  auto tail = sample_labels(rows.narrow(0, 1000, 3000), 7, 1000);
+  REQUIRE(at::equal(tail, y.narrow(0, 1000, 3000)));
+  REQUIRE(!at::equal(sample_labels(rows, 8, 0), y));
+  // The seed comes from the refresh generator: equal states draw equal seeds.
+  auto g1 = generator(3), g2 = generator(3);
+  REQUIRE(draw_refresh_seed(g1) == draw_refresh_seed(g2));
   // Sharp logits: the sampler never leaves the support.
   auto sharp = at::tensor({0.0f, 80.0f, -80.0f}).expand({1000, 3}).contiguous();
-  REQUIRE((sample_from_logits(sharp, gen) == 1).all().item<bool>());
-  // gnb_sampled_loss is the mean CE against those samples and carries a gradient.
+  REQUIRE((sample_labels(sharp, 5, 0) == 1).all().item<bool>());
+  // Batched shapes [B, T, V] give [B, T] labels numbered row-major.
+  auto bt = at::randn({2, 3, 5});
+  REQUIRE(at::equal(sample_labels(bt, 9, 4).reshape({-1}), sample_labels(bt.reshape({6, 5}), 9, 4)));
+  // sampled_label_loss is the mean CE against those samples and carries a gradient.
   auto l = logits.expand({4, 5}).contiguous().set_requires_grad(true);
-  auto g3 = generator(9), g4 = generator(9);
-  auto loss = gnb_sampled_loss(l, g3);
-  auto labels = sample_from_logits(l, g4);
+  auto loss = sampled_label_loss(l, 9, 0);
+  auto labels = sample_labels(l, 9, 0);
   REQUIRE(loss.item<double>() == Approx(at::cross_entropy_loss(l.detach(), labels).item<double>()));
   REQUIRE(loss.requires_grad());
+  // GnbLabels numbers micro-batch a of dp rank r as rows (a * dp + r) * rows of the global batch.
+  GnbLabels two{11, 1, 2, nullptr};
+  auto x = at::randn({4, 5});
+  REQUIRE(two.loss(x, 1).item<double>() ==
+          Approx(at::cross_entropy_loss(x, sample_labels(x, 11, (1 * 2 + 1) * 4)).item<double>()));
+}
+
+TEST_CASE("gumbel_noise is standard Gumbel and independent of how the vocabulary is split", "[optim][hessian][gnb]") {
+  auto g = gumbel_noise(123, 0, 2000, 0, 100, 100, at::kCPU);
+  REQUIRE(g.sizes() == at::IntArrayRef({2000, 100}));
+  // Gumbel(0, 1): mean = Euler-Mascheroni 0.5772, variance pi^2 / 6.
+  REQUIRE(g.mean().item<double>() == Approx(0.5772).margin(0.01));
+  REQUIRE(g.var().item<double>() == Approx(M_PI * M_PI / 6).epsilon(0.02));
+  REQUIRE(at::equal(gumbel_noise(123, 500, 10, 30, 40, 100, at::kCPU), g.narrow(0, 500, 10).narrow(1, 30, 40)));
+  // Neighbouring counters are not correlated.
+  auto c = at::corrcoef(at::stack({g.narrow(1, 0, 99).reshape({-1}), g.narrow(1, 1, 99).reshape({-1})}));
+  REQUIRE(std::abs(c[0][1].item<double>()) < 0.01);
 }
 
 TEST_CASE("Hutchinson by enumeration over all 2^d Rademacher probes recovers diag(A) on a quadratic",
@@ -124,7 +150,7 @@ TEST_CASE("refresh drivers: GNB squares the clipped gradient, Hutchinson folds i
   Sophia opt(one_group(w), 0.9, b2, 0.04, 1, Sophia::Estimator::Gnb);
   auto gen = generator(11), replay = generator(11);
   double loss = refresh_gnb(opt, {w}, 1, [&](int64_t) { return w.view({1, 4}); }, gen, /*grad_clip=*/0.0);
-  auto y = sample_from_logits(w.detach().view({1, 4}), replay).item<int64_t>();
+  auto y = sample_labels(w.detach().view({1, 4}), draw_refresh_seed(replay), 0).item<int64_t>();
   auto g = at::softmax(w.detach(), 0);
   g[y] -= 1.0;
   REQUIRE(loss == Approx(-std::log(at::softmax(w.detach(), 0)[y].item<double>())));

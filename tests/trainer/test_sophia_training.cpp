@@ -16,6 +16,7 @@
 #include "tests/support/corpus.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tiny_dataset.hpp"
+#include "trainer/pipeline_train.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/trainer.hpp"
 
@@ -114,6 +115,13 @@ TEST_CASE("Sophia-H refreshes through the model by double backward", "[trainer][
   REQUIRE(rows[1].count("win_rate") == 1);
   REQUIRE(rows[1].at("hessian_norm") > 0.0);
   REQUIRE(rows[2].count("win_rate") == 0);
+}
+
+TEST_CASE("pipeline: Sophia-G runs through the schedule, Sophia-H is refused naming the key", "[trainer][sophia][pp]") {
+  auto cfg = sophia("unused", "unused", 4, {"parallel.pp=2"});
+  REQUIRE_NOTHROW(trainer::check_pipeline_supported(cfg));
+  cfg.optim.hessian_estimator = "hutchinson";
+  REQUIRE_THROWS_WITH(trainer::check_pipeline_supported(cfg), Catch::Contains("optim.hessian_estimator = hutchinson"));
 }
 
 TEST_CASE("re-warming on resume with a new peak restarts the warmup at the resumed step", "[trainer][schedule]") {
