@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resharding checkpoints across parallel layouts, through torchrun (the venv's, --no-python). A GPT
 # (2 layers, 4 heads, dropout 0) trains 6 steps under (tp, pp, dp) = (2, 2, 1) on 4 processes, saving
-# at steps 2, 4, 6: every rank writes its own tp/pp slices (sliced format, one manifest). Its step-2
+# at steps 2, 4, 6 (asynchronously): every rank writes its own tp/pp slices (sliced format, one manifest). Its step-2
 # checkpoint resumes under (1, 1, 4), (4, 1, 1), (1, 2, 2), one process, and (1, 1, 4) with ZeRO-1
 # (off -> on); that ZeRO-1 run's step-4 checkpoint (each dp rank's optimizer shard) resumes under
 # (2, 2, 1) (on -> off) and (2, 1, 2) with ZeRO-1. Every resumed run must match the uninterrupted
@@ -52,7 +52,7 @@ resume_as() {  # resume_as SRC STEP TP PP DP NAME [extra --set ...]: resume and 
 }
 ref="$tmp/a221"
 
-run 2 2 1 "$tmp/a221"
+run 2 2 1 "$tmp/a221" --set checkpoint.async=true  # written by a background thread on every rank
 expect_log "$tmp/a221.log" "stage tensor-parallel over tp = 2"
 resume_as "$tmp/a221" 2 1 1 4 r114
 resume_as "$tmp/a221" 2 4 1 1 r411
