@@ -1,5 +1,5 @@
 // Sparse pre-training through the trainer: exact resume inside the pruning window, the SPDF dense
-// phase (fresh optimizer) across a resume, logged metrics, run metadata, refused combinations.
+// phase (fresh optimizer) across a resume and under ZeRO-1, logged metrics, run metadata, refusals.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -132,10 +132,25 @@ TEST_CASE("SPDF with Sophia: static masks, then a dense phase with a fresh optim
   }
 }
 
-TEST_CASE("sparsity refuses combinations it does not support, naming the keys", "[sparsity][trainer]") {
+TEST_CASE("SPDF under parallel.zero1: the dense phase restarts the inner optimizer; equals zero1 off", "[sparsity][trainer][zero1]") {
   testing::TempDir dir;
   auto ds = testing::prepare_tiny_dataset(dir);
-  auto cfg = tiny(ds, (dir / "z").string(), 2, "sparsity: {method: gradual}\nparallel: {zero1: true}\n");
-  REQUIRE_THROWS_WITH(trainer::Trainer(cfg, false), Contains("parallel.zero1"));
+  const std::string sp = "sparsity: {method: static, sparsity: 0.75, dense_from_step: 6}\n";
+  trainer::Trainer plain(tiny(ds, (dir / "a").string(), 10, sp), false);
+  auto ra = plain.run();
+  trainer::Trainer zero(tiny(ds, (dir / "z").string(), 10, sp + "parallel: {zero1: true}\n"), false);
+  auto rz = zero.run();
+  REQUIRE(rz.losses.size() == 10);
+  for (size_t i = 0; i < 10; ++i) REQUIRE(rz.losses[i] == Approx(ra.losses[i]).epsilon(1e-6));
+  auto s = metric(dir / "z", "sparsity");
+  REQUIRE(s[6] == Approx(0.75).margin(1e-4));
+  REQUIRE(s[7] == 0.0);
+  auto pa = plain.model().named_parameters(), pz = zero.model().named_parameters();
+  for (const auto& kv : pa) REQUIRE(at::allclose(kv.value(), pz[kv.key()], 1e-5, 1e-6));
+}
+
+TEST_CASE("sparsity refuses what it does not support, naming the keys", "[sparsity][trainer]") {
+  testing::TempDir dir;
+  auto ds = testing::prepare_tiny_dataset(dir);
   REQUIRE_THROWS_WITH(tiny(ds, (dir / "y").string(), 2, "sparsity: {method: magic}\n"), Contains("sparsity.method"));
 }
