@@ -26,6 +26,7 @@ Sparsifier::Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64
   }
   zeros_.assign(prunable_.size(), 0);
   keep_.resize(prunable_.size());
+  full_keep_.resize(prunable_.size());
   if (cfg_.method == "gradual") {
     const double share =
         acc_.flops_per_token > 0 ? std::min(1.0, 6.0 * static_cast<double>(prunable_entries_) / acc_.flops_per_token) : 1.0;
@@ -36,6 +37,7 @@ Sparsifier::Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64
       keep_[i] = random_mask(prunable_[i], cfg_.sparsity, cfg_.seed);
       zeros_[i] = zeros_for(cfg_.sparsity, full_numel_[i]);
       apply_mask(prunable_[i].weight, keep_[i]);
+      gather_full(i);
     }
     masking_ = true;
     current_sparsity_ = cfg_.sparsity;
@@ -52,6 +54,16 @@ std::string Sparsifier::prunable_list() const {
   std::string out;
   for (const auto& p : prunable_) out += (out.empty() ? "" : ",") + p.name;
   return out;
+}
+
+void Sparsifier::gather_full(size_t i) {
+  const auto& sh = prunable_[i].shard;
+  if (sh.dim < 0) return;
+  // Every shard's (counted) part summed into a full matrix over the shard group.
+  at::Tensor sum = at::zeros(full_sizes(keep_[i], sh), keep_[i].options().dtype(at::kByte));
+  if (sh.counted) local_slice(sum, sh).copy_(keep_[i]);
+  shard_group_->all_reduce(sum, parallel::ReduceOp::Sum)->wait();
+  full_keep_[i] = sum.to(at::kBool).cpu();
 }
 
 parallel::ProcessGroup& Sparsifier::group_of(size_t i) const {
@@ -86,6 +98,7 @@ void Sparsifier::prune_to(double sparsity, optim::Optimizer& opt) {
     const int64_t z = zeros_for(sparsity, full_numel_[i]);
     if (z <= zeros_[i]) continue;
     keep_[i] = magnitude_mask(prunable_[i], keep_[i], z, group_of(i));
+    gather_full(i);
     zeros_[i] = z;
     apply_mask(prunable_[i].weight, keep_[i]);
     if (prunable_[i].weight.grad().defined()) apply_mask(prunable_[i].weight.mutable_grad(), keep_[i]);
@@ -101,6 +114,7 @@ bool Sparsifier::on_step_begin(int64_t step, optim::Optimizer& opt) {
     dense_phase_ = true, masking_ = false, rebuild = true;
     std::fill(zeros_.begin(), zeros_.end(), 0);
     for (auto& k : keep_) k = at::Tensor();
+    for (auto& k : full_keep_) k = at::Tensor();
     current_sparsity_ = 0;
     spdlog::info("sparsity: step {}: masks dropped, dense fine-tuning with a fresh optimizer", step);
   } else if (cfg_.method == "gradual" && !dense_phase_ && step < static_cast<int64_t>(plan_.sparsity.size()) &&
@@ -138,18 +152,9 @@ std::vector<std::pair<std::string, double>> Sparsifier::metrics() const {
 
 std::map<std::string, at::Tensor> Sparsifier::state() const {
   std::map<std::string, at::Tensor> out;
-  for (size_t i = 0; i < prunable_.size(); ++i) {
-    if (!masking_ || !keep_[i].defined()) continue;
-    const auto& sh = prunable_[i].shard;
-    at::Tensor full = keep_[i];
-    if (sh.dim >= 0) {  // every shard's (counted) part summed into a full matrix over the shard group
-      at::Tensor sum = at::zeros(full_sizes(keep_[i], sh), keep_[i].options().dtype(at::kByte));
-      if (sh.counted) local_slice(sum, sh).copy_(keep_[i]);
-      shard_group_->all_reduce(sum, parallel::ReduceOp::Sum)->wait();
-      full = sum.to(at::kBool);
-    }
-    out["sparsity.mask." + prunable_[i].name] = full;
-  }
+  for (size_t i = 0; i < prunable_.size(); ++i)
+    if (masking_ && keep_[i].defined())
+      out["sparsity.mask." + prunable_[i].name] = prunable_[i].shard.dim >= 0 ? full_keep_[i] : keep_[i];
   out["sparsity.zeros"] = at::tensor(zeros_, at::kLong);
   out["sparsity.counters"] = at::tensor(std::vector<double>{steps_, nonzero_sum_, eff_flops_, current_sparsity_,
                                                             dense_phase_ ? 1.0 : 0.0, masking_ ? 1.0 : 0.0},
@@ -173,7 +178,7 @@ void Sparsifier::load_state(const std::map<std::string, at::Tensor>& t, const st
   dense_phase_ = cv[4] != 0, masking_ = cv[5] != 0;
   for (size_t i = 0; i < prunable_.size(); ++i) {
     zeros_[i] = z[i].item<int64_t>();
-    keep_[i] = at::Tensor();
+    keep_[i] = full_keep_[i] = at::Tensor();
     if (!masking_) continue;
     const auto& m = get("sparsity.mask." + prunable_[i].name);
     const auto& sh = prunable_[i].shard;
@@ -181,6 +186,7 @@ void Sparsifier::load_state(const std::map<std::string, at::Tensor>& t, const st
       fail("checkpoint '{}': mask of '{}' has shape {} but the full weight is {}", where, prunable_[i].name, m.sizes(),
            full_sizes(prunable_[i].weight, sh));
     keep_[i] = local_slice(m.to(at::kBool), sh).contiguous().to(prunable_[i].weight.device());
+    if (sh.dim >= 0) full_keep_[i] = m.to(at::kBool).cpu();
   }
 }
 

@@ -11,8 +11,10 @@
 // prunable tensor whose ShardLayout has dim = -1 is whole on this rank (replicated over tp): its
 // threshold is computed locally, which gives every holder the same mask. Under tensor parallelism
 // the masks are the tp = 1 masks sliced (static: the full mask drawn then sliced; magnitude: the
-// distributed k-th value with ties by full-matrix index), and state() gathers them back into full
-// matrices, so checkpoints are layout-independent.
+// distributed k-th value with ties by full-matrix index). Whenever a shard's mask changes (static
+// masks at construction, pruning events: points every tp rank passes together) it is also gathered
+// into a full CPU matrix over the shard group, so state() holds tp = 1 masks without communication
+// (checkpoints are layout-independent, and any subset of ranks may call it).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -52,8 +54,8 @@ class Sparsifier {
   // n_avg (mean nonzero_params over the steps so far), eff_flops_per_token (dense FLOPs minus
   // 6 per pruned weight), eff_flops (cumulative effective training FLOPs).
   std::vector<std::pair<std::string, double>> metrics() const;
-  // Checkpoint entries ("sparsity.*"): masks (full tp = 1 matrices; collective over the shard
-  // group) while masking, per-matrix zero counts, accumulators. load_state slices full masks.
+  // Checkpoint entries ("sparsity.*"): masks (full tp = 1 matrices) while masking, per-matrix zero
+  // counts, accumulators. Not collective. load_state slices full masks.
   std::map<std::string, at::Tensor> state() const;
   void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& where);
 
@@ -69,12 +71,14 @@ class Sparsifier {
   void prune_to(double sparsity, optim::Optimizer& opt);
   // Masks what `opt` steps (ZeRO-1 pieces or the parameters) and its per-parameter state.
   void mask_optimizer(optim::Optimizer& opt, bool values, bool grads, bool state);
-  parallel::ProcessGroup& group_of(size_t i) const;  // shard group, or a local group for whole tensors
+  parallel::ProcessGroup& group_of(size_t i) const;
+  void gather_full(size_t i);  // full_keep_[i] from every shard (collective over the shard group)  // shard group, or a local group for whole tensors
 
   SparsityConfig cfg_;
   std::vector<Prunable> prunable_;
   std::vector<int64_t> full_numel_, zeros_;
   std::vector<at::Tensor> keep_;  // bool, like each weight; empty until the first pruning
+  std::vector<at::Tensor> full_keep_;  // tp shards only: the full matrix's mask (CPU bool), for state()
   int64_t prunable_entries_ = 0;
   int64_t total_steps_;
   Accounting acc_;
