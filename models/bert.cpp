@@ -44,6 +44,13 @@ void Bert::init_weights(uint64_t seed) {
 
 at::Tensor Bert::encode(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask,
                         const std::optional<at::Tensor>& token_types) {
+  return encode_blocks(ids, padding_mask, token_types, cfg_.n_layer);
+}
+
+at::Tensor Bert::encode_blocks(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask,
+                               const std::optional<at::Tensor>& token_types, int64_t n_blocks) {
+  if (n_blocks < 1 || n_blocks > cfg_.n_layer)
+    fail("bert: a prefix of {} blocks is outside [1, {}] (model.n_layer)", n_blocks, cfg_.n_layer);
   const int64_t T = ids.size(1);
   if (T > cfg_.max_seq_len) fail("bert: sequence length {} exceeds model.max_seq_len = {}", T, cfg_.max_seq_len);
   // Positions and token types go through lookup_add (added once per token; a sequence-parallel
@@ -57,15 +64,22 @@ at::Tensor Bert::encode(const at::Tensor& ids, const std::optional<at::Tensor>& 
     add = add + type_emb[0];
   }
   auto x = at::dropout(emb_norm(tok_emb->lookup_add(ids, add)), cfg_.dropout, is_training());
-  for (const auto& b : *blocks) x = b->as<BertBlock>()->forward(x, padding_mask);
+  for (int64_t i = 0; i < n_blocks; ++i) x = blocks[i]->as<BertBlock>()->forward(x, padding_mask);
   return x;
+}
+
+at::Tensor Bert::mlm_logits(const at::Tensor& hidden) {
+  auto h = mlm_norm(at::gelu(mlm_dense(hidden)));
+  return tok_emb->logits(h) + mlm_bias;
 }
 
 at::Tensor Bert::forward_typed(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask,
                                const std::optional<at::Tensor>& token_types) {
-  auto h = encode(ids, padding_mask, token_types);
-  h = mlm_norm(at::gelu(mlm_dense(h)));
-  return tok_emb->logits(h) + mlm_bias;
+  return mlm_logits(encode(ids, padding_mask, token_types));
+}
+
+at::Tensor Bert::forward_prefix(const at::Tensor& ids, int64_t n_blocks, const std::optional<at::Tensor>& padding_mask) {
+  return mlm_logits(encode_blocks(ids, padding_mask, std::nullopt, n_blocks));
 }
 
 at::Tensor Bert::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {

@@ -43,6 +43,9 @@ class Bert : public LanguageModel {
   // The encoder's last hidden states [B, T, d] (what a pooler or a task head reads).
   at::Tensor encode(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask,
                     const std::optional<at::Tensor>& token_types = std::nullopt);
+  // MLM logits of the bottom `n_blocks` encoder blocks (shared embeddings and MLM head; token types 0).
+  at::Tensor forward_prefix(const at::Tensor& ids, int64_t n_blocks,
+                            const std::optional<at::Tensor>& padding_mask = std::nullopt) override;
   const ModelConfig& config() const override { return cfg_; }
   void init_weights(uint64_t seed) override;
 
@@ -55,6 +58,9 @@ class Bert : public LanguageModel {
   at::Tensor mlm_bias;  // [vocab], the decoder's own bias
 
  private:
+  at::Tensor encode_blocks(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask,
+                           const std::optional<at::Tensor>& token_types, int64_t n_blocks);
+  at::Tensor mlm_logits(const at::Tensor& hidden);
   ModelConfig cfg_;
 };
 

@@ -45,4 +45,10 @@ at::Tensor Gpt::forward(const at::Tensor& ids, const std::optional<at::Tensor>& 
   return head ? head(x) : tok_emb->logits(x);
 }
 
+at::Tensor Gpt::forward_prefix(const at::Tensor& ids, int64_t n_blocks, const std::optional<at::Tensor>& /*padding_mask*/) {
+  if (n_blocks < 1 || n_blocks > cfg_.n_layer)
+    fail("gpt: a prefix of {} blocks is outside [1, {}] (model.n_layer)", n_blocks, cfg_.n_layer);
+  return forward_head(forward_layers(forward_embed(ids), 0, n_blocks));  // gpt_pipeline.cpp: the same math as forward
+}
+
 }  // namespace strata::models

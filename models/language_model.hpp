@@ -25,6 +25,14 @@ class LanguageModel : public torch::nn::Module {
   virtual at::Tensor forward_embed(const at::Tensor& ids) { return no_pipeline("forward_embed"); }
   virtual at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end) { return no_pipeline("forward_layers"); }
   virtual at::Tensor forward_head(const at::Tensor& x) { return no_pipeline("forward_head"); }
+  // The model cut to its bottom `n_blocks` blocks: embeddings, blocks [0, n_blocks), then the final
+  // norm and the output head, all shared with the full model (bert2BERT two-stage pre-training,
+  // stage 1: the sampled sub-model). forward_prefix(ids, config().n_layer) == forward(ids);
+  // n_blocks outside [1, n_layer] fails.
+  virtual at::Tensor forward_prefix(const at::Tensor& ids, int64_t n_blocks,
+                                    const std::optional<at::Tensor>& padding_mask = std::nullopt) {
+    fail("model.arch '{}' does not implement forward_prefix (a bottom-blocks sub-model)", config().arch);
+  }
   // Which pipeline part holds parameter `name`: -1 the embeddings, i in [0, n_layer) layer i (named
   // "blocks.<i>."), n_layer the final norm and head. A tied head reads the embedding (-1) too.
   int64_t pipeline_part(const std::string& name) const {

@@ -56,8 +56,14 @@ at::Tensor Llama::forward_head(const at::Tensor& x) {
 }
 
 at::Tensor Llama::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {
+  return forward_prefix(ids, cfg_.n_layer, padding_mask);
+}
+
+at::Tensor Llama::forward_prefix(const at::Tensor& ids, int64_t n_blocks, const std::optional<at::Tensor>& padding_mask) {
+  if (n_blocks < 1 || n_blocks > cfg_.n_layer)
+    fail("llama: a prefix of {} blocks is outside [1, {}] (model.n_layer)", n_blocks, cfg_.n_layer);
   auto x = forward_embed(ids);
-  for (const auto& b : *blocks) x = b->as<LlamaBlock>()->forward(x, padding_mask);
+  for (int64_t i = 0; i < n_blocks; ++i) x = blocks[i]->as<LlamaBlock>()->forward(x, padding_mask);
   return forward_head(x);
 }
 

@@ -150,15 +150,39 @@ RunConfig load_recipe_text(const std::string& text, const std::string& name, con
   return bind_config(flat);
 }
 
+namespace {
+
+// The keys under `prefix` ("growth."), a nested section (growth.two_stage.*) as a nested map.
+void emit_section(YAML::Emitter& e, const Schema& schema, const RunConfig& cfg, const std::string& prefix) {
+  std::set<std::string> nested;
+  for (const auto& f : schema.fields()) {
+    if (f.key.compare(0, prefix.size(), prefix) != 0) continue;
+    const auto rest = f.key.substr(prefix.size());
+    const auto dot = rest.find('.');
+    if (dot == std::string::npos) {
+      e << YAML::Key << rest << YAML::Value << f.get(cfg);
+      continue;
+    }
+    const auto sub = rest.substr(0, dot);
+    if (!nested.insert(sub).second) continue;
+    e << YAML::Key << sub << YAML::Value << YAML::BeginMap;
+    emit_section(e, schema, cfg, prefix + sub + ".");
+    e << YAML::EndMap;
+  }
+}
+
+}  // namespace
+
 std::string dump_recipe(const RunConfig& cfg) {
   const auto& schema = Schema::instance();
   YAML::Emitter e;
   e << YAML::BeginMap;
-  for (const auto& section : schema.sections()) {
+  std::set<std::string> written;
+  for (const auto& f : schema.fields()) {  // top-level sections in schema order; nested ones inside their parent
+    const auto section = f.key.substr(0, f.key.find('.'));
+    if (!written.insert(section).second) continue;
     e << YAML::Key << section << YAML::Value << YAML::BeginMap;
-    for (const auto& f : schema.fields())
-      if (f.key.compare(0, section.size() + 1, section + ".") == 0)
-        e << YAML::Key << f.key.substr(section.size() + 1) << YAML::Value << f.get(cfg);
+    emit_section(e, schema, cfg, section + ".");
     e << YAML::EndMap;
   }
   e << YAML::EndMap;

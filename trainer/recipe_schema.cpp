@@ -221,6 +221,11 @@ std::vector<Field> build() {
   b.text("growth.optimizer", M(growth.optimizer), {"fresh", "carry"});
   b.integer("growth.rewarm_steps", M(growth.rewarm_steps), -1, kBig);
   // parallel
+  b.integer("growth.two_stage.block_layers", M(growth.two_stage.block_layers), 0, 1024);
+  b.integer("growth.two_stage.stage1_tokens", M(growth.two_stage.stage1_tokens), 0, kBig);
+  b.real("growth.two_stage.stage1_fraction", M(growth.two_stage.stage1_fraction), 0.0, 1.0);
+  b.integer("growth.two_stage.seed", M(growth.two_stage.seed), 0, kBig);
+  b.boolean("growth.two_stage.train_shared", M(growth.two_stage.train_shared));
   b.integer("parallel.tp", M(parallel.tp), 1, 4096);
   b.integer("parallel.pp", M(parallel.pp), 1, 4096);
   b.integer("parallel.dp", M(parallel.dp), 0, 1 << 20);

@@ -95,6 +95,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   model_->init_weights(cfg_.run.seed);
   model_->to(device_);
   for (auto& kv : model_->named_parameters()) params_.emplace_back(kv.key(), kv.value());
+  two_stage_ = make_two_stage_hook(cfg_, std::max<int64_t>(0, growth_step_), parallel::world_from_env().size);
   if (!cfg_.train.init_from.empty()) load_model_weights(cfg_.train.init_from, params_);
   tp_ = TensorParallelSetup::create(*model_, params_, *mesh_, cfg_, device_);  // parallel.tp > 1: shard in place
   if (cfg_.train.activation_checkpointing)
@@ -183,7 +184,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
 at::Tensor Trainer::loss_of(const data::Batch& b) {
   auto inputs = b.inputs.to(device_, /*non_blocking=*/true), targets = b.targets.to(device_, true);
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
-  auto logits = model_->forward(inputs);
+  auto logits = prefix_blocks_ > 0 ? model_->forward_prefix(inputs, prefix_blocks_) : model_->forward(inputs);
   if (tp_) return tp_->loss(logits, targets);  // this rank's logit shard: vocab-parallel cross-entropy
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
 }
@@ -196,7 +197,7 @@ at::Tensor Trainer::train_loss_of(const data::Batch& b, int64_t step, at::Tensor
   }
   auto inputs = b.inputs.to(device_, true), targets = b.targets.to(device_, true);
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
-  auto logits = model_->forward(inputs);
+  auto logits = prefix_blocks_ > 0 ? model_->forward_prefix(inputs, prefix_blocks_) : model_->forward(inputs);
   // Per-sequence CE in fp32 (from the vocab shard under tp); one all-gather over dp.
   auto r = tp_ ? reweighter_->loss(tp_->sequence_losses(logits, targets), step) : reweighter_->loss(logits, targets, step);
   if (r.weighted) reweight_stats_.add(r.stats);
@@ -336,6 +337,7 @@ void Trainer::add_run_state(int64_t step, checkpoint::CheckpointState& st) {
   st.config_yaml = dump_recipe(cfg_);
   st.tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   if (hessian_gen_.defined()) st.tensors["rng.hessian"] = hessian_gen_.get_state();
+  if (two_stage_) two_stage_->save_state(st.tensors);  // the stage-1 depth generator
   for (const auto& [k, v] : growth_meta_) st.meta[k] = v;
   if (cfg_.growth.enabled()) st.meta["growth.stage"] = growth_pending_ ? "source" : "target";
   if (sparsifier_) {  // masks, per-matrix zero counts, accumulators; the prunable set as run metadata
@@ -389,6 +391,7 @@ void Trainer::restore_state(const checkpoint::CheckpointState& st, const std::st
     hessian_gen_.set_state(it->second);
   }
   if (sparsifier_) sparsifier_->load_state(st.tensors, dir);
+  if (two_stage_) two_stage_->load_state(st.tensors, st.step, dir);
   if (auto it = st.meta.find("nonfinite.skipped"); it != st.meta.end() && guard_) guard_->load_skipped_meta(it->second);
   // Re-warming for continual pretraining: a new peak lr at resume restarts the warmup here.
   const auto saved = load_recipe_text(st.config_yaml, dir + " (recipe)");
@@ -443,6 +446,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     if (growth_pending_ && step == growth_step_) grow_now(step);
     if (sparsifier_ && sparsifier_->on_step_begin(step, *opt_))  // pruning events; dense phase: fresh optimizer
       restart_optimizer(opt_, cfg_, dp_size);
+    if (two_stage_) prefix_blocks_ = two_stage_->begin_step(step, params_);  // stage 1: freeze all but the trained blocks
     const double lr = optim::lr_at(cfg_.schedule, cfg_.optim.lr, step, t.steps);
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().device(device_));
     if (pipe_) loss_sum = pipe_->train_step(step, *data_, dp_.get());  // micro-batches = train.grad_accum
@@ -461,6 +465,7 @@ TrainResult Trainer::run(int64_t stop_after) {
       if (dp_ && final_micro) dp_backward_s_ += std::chrono::duration<double>(Clock::now() - bwd_start).count();
       loss_sum += logged;
     }
+    if (two_stage_) two_stage_->end_backward(), prefix_blocks_ = 0;  // evaluation and stage 2 run the full model
     if (dp_ && !pipe_) {
       dp_->finish();
       loss_sum = loss_sum.reshape({1});
@@ -509,6 +514,7 @@ TrainResult Trainer::run(int64_t stop_after) {
     for (auto& kv : reweight_stats_.take()) row.push_back(kv);  // reweight/{entropy,max_weight,l_min,l_max}
     if (pipe_) for (auto& kv : pipe_->take_reweight_stats()) row.push_back(kv);  // computed on the last stage
     if (sparsifier_) for (auto& kv : sparsifier_->metrics()) row.push_back(kv);  // sparsity, n_avg, eff_flops...
+    if (two_stage_) for (auto& kv : two_stage_->metrics()) row.push_back(kv);  // two_stage/stage, two_stage/depth
     const bool log_now = done % t.log_every == 0 || done == t.steps;
     if (log_now) {
       double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();

@@ -27,6 +27,7 @@
 #include "trainer/step_guard.hpp"
 #include "trainer/snapshot_hook.hpp"
 #include "trainer/tensor_parallel_setup.hpp"
+#include "trainer/two_stage_hook.hpp"
 
 namespace strata::trainer {
 
@@ -93,6 +94,10 @@ class Trainer {
   int64_t growth_step_ = -1;
   models::ModelConfig growth_source_;
   std::map<std::string, std::string> growth_meta_;
+  // growth.two_stage (trainer/two_stage_hook.hpp): in stage 1, the step's forward runs the bottom
+  // prefix_blocks_ blocks only (0 = the full model).
+  std::unique_ptr<TwoStageHook> two_stage_;
+  int64_t prefix_blocks_ = 0;
   at::Tensor loss_of(const data::Batch& b);
   // The training loss of one micro-batch at `step`: loss_of, or with reweighting the weighted loss;
   // `logged` receives the plain mean cross-entropy (detached) for the step's logged loss.
