@@ -1,11 +1,13 @@
 #include "snapshot/serialize.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
 #include <ATen/ATen.h>
 
 #include "checkpoint/manifest.pb.h"
+#include "core/crc32c.hpp"
 #include "core/error.hpp"
 
 namespace strata::snapshot {
@@ -48,18 +50,36 @@ PreparedState::PreparedState(const checkpoint::CheckpointState& st) : step_(st.s
   }
   manifest_ = man.SerializeAsString();
   total_ = 16 + manifest_.size() + off;
+  const uint64_t magic = kMagic, len = manifest_.size();
+  std::memcpy(prefix_, &magic, 8);
+  std::memcpy(prefix_ + 8, &len, 8);
 }
 
-void PreparedState::write(uint8_t* dst) const {
-  const uint64_t magic = kMagic, len = manifest_.size();
-  std::memcpy(dst, &magic, 8);
-  std::memcpy(dst + 8, &len, 8);
-  std::memcpy(dst + 16, manifest_.data(), len);
-  uint8_t* p = dst + 16 + len;
-  for (const auto& t : tensors_) {
-    if (t.nbytes() > 0) std::memcpy(p, t.data_ptr(), t.nbytes());
-    p += t.nbytes();
-  }
+template <class F>
+void PreparedState::for_each_piece(F&& f) const {
+  f(prefix_, uint64_t{16});
+  f(reinterpret_cast<const uint8_t*>(manifest_.data()), static_cast<uint64_t>(manifest_.size()));
+  for (const auto& t : tensors_) f(static_cast<const uint8_t*>(t.data_ptr()), static_cast<uint64_t>(t.nbytes()));
+}
+
+void PreparedState::write(uint8_t* dst) const { write_range(dst, 0, total_); }
+
+void PreparedState::write_range(uint8_t* dst, uint64_t lo, uint64_t hi) const {
+  if (lo > hi || hi > total_) fail("snapshot: byte range [{}, {}) is outside the {}-byte state", lo, hi, total_);
+  uint64_t at = 0;  // offset of the current piece in the serialized buffer
+  for_each_piece([&](const uint8_t* p, uint64_t n) {
+    const uint64_t a = std::max(lo, at), e = std::min(hi, at + n);
+    if (a < e) std::memcpy(dst + (a - lo), p + (a - at), e - a);
+    at += n;
+  });
+}
+
+uint32_t PreparedState::crc() const {
+  uint32_t c = 0;
+  for_each_piece([&](const uint8_t* p, uint64_t n) {
+    if (n > 0) c = crc32c(p, n, c);
+  });
+  return c;
 }
 
 std::vector<uint8_t> serialize_state(const checkpoint::CheckpointState& st) {

@@ -21,9 +21,17 @@ class PreparedState {
   uint64_t bytes() const { return total_; }
   int64_t step() const { return step_; }
   void write(uint8_t* dst) const;
+  // Bytes [lo, hi) of what `write` would produce, into dst[0, hi - lo) (a dp rank's share).
+  void write_range(uint8_t* dst, uint64_t lo, uint64_t hi) const;
+  // CRC32C of the whole serialized buffer, computed piecewise without building it.
+  uint32_t crc() const;
 
  private:
   int64_t step_ = 0;
+  // The serialized buffer as consecutive pieces: the 16-byte prefix, the manifest, each tensor.
+  template <class F>
+  void for_each_piece(F&& f) const;
+  uint8_t prefix_[16] = {};
   std::string manifest_;
   std::vector<at::Tensor> tensors_;
   uint64_t total_ = 0;

@@ -19,6 +19,7 @@
 
 #include "checkpoint/checkpoint.hpp"
 #include "core/error.hpp"
+#include "snapshot/dp_shard.hpp"
 #include "snapshot/ec_layout.hpp"
 #include "snapshot/names.hpp"
 #include "snapshot/serialize.hpp"
@@ -96,6 +97,17 @@ class Smp {
         if (q.a >= ranks.size()) return status(1, "no such local rank");
         Reply r;
         r.payload = std::move(ranks[q.a]);
+        return r;
+      }
+      case kGetSlot: {
+        std::optional<std::pair<int64_t, std::vector<uint8_t>>> snap;
+        {
+          std::lock_guard lk(slots_mu_);
+          if (q.a < slots_.size() && open_rank(q.a)) snap = slots_[q.a]->read(q.v);
+        }
+        if (!snap) return status(1, fmt::format("local rank {} holds no committed step {}", q.a, q.v));
+        Reply r;
+        r.payload = std::move(snap->second);
         return r;
       }
       default: return status(1, fmt::format("unknown op {}", q.op));
@@ -202,11 +214,32 @@ class Smp {
     const fs::path root = o_.persist_dir;
     if (fs::exists(root / fmt::format("step_{}", snap->first))) return;  // the trainer wrote it
     const auto t0 = Clock::now();
+    if (is_shard(snap->second.data(), snap->second.size())) snap->second = gather_rank0_shares(snap->first, snap->second);
     auto st = deserialize_state(snap->second.data(), snap->second.size(), "rank 0 slot");
     auto dir = checkpoint::save_checkpoint(root, st);
     checkpoint::apply_retention(root, o_.keep, 0);
     spdlog::info("smp node {}: persisted snapshot step {} to {} in {:.3f} s", o_.node, snap->first, dir.string(),
                  std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  // Rank 0's slot holds one dp share: fetch the others from the slots of the ranks its header names
+  // (they keep the two newest steps, so this runs right after the step is committed).
+  std::vector<uint8_t> gather_rank0_shares(int64_t step, std::vector<uint8_t> own) {
+    const auto info = read_shard(own.data(), own.size(), fmt::format("rank 0 slot of step {}", step));
+    std::vector<std::vector<uint8_t>> shares;
+    for (int32_t i = 0; i < info.parts; ++i) {
+      if (i == info.index) continue;
+      const int64_t w = info.group[i], node = w / o_.local_ranks;
+      const uint32_t local = static_cast<uint32_t>(w % o_.local_ranks);
+      if (node < 0 || node >= o_.nodes) fail("share {} of step {} names rank {}, outside the job", i, step, w);
+      auto r = call(o_.peers[node], {kGetSlot, local, step, 0}, {}, 30);
+      if (!r || r->status != 0)
+        fail("cannot fetch dp share {} of step {} from rank {} (node {}): {}", i, step, w, node,
+             r ? std::string(r->payload.begin(), r->payload.end()) : std::string("no answer"));
+      shares.push_back(std::move(r->payload));
+    }
+    shares.push_back(std::move(own));
+    return assemble_shards(shares, fmt::format("step {} for persisting", step));
   }
 
   int64_t newest_local() {

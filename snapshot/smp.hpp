@@ -11,7 +11,9 @@
 //   - when started on a node whose segments are gone (a lost node), rebuilds them from the other
 //     nodes' staged data and parity before answering the trainers,
 //   - on node 0, writes the snapshots of global rank 0 at multiples of P snapshots as disk
-//     checkpoints (background), leaving the steps the trainer checkpoints itself to the trainer.
+//     checkpoints (background), leaving the steps the trainer checkpoints itself to the trainer;
+//     when rank 0's slot holds only its dp share (dp_shard.hpp), the other shares come from the
+//     slots of the ranks its header names, on whichever nodes they run (kGetSlot).
 // Transport: wire.hpp (peer-to-peer TCP). Trainers ask their SMP for staged versions (kSteps,
 // kGetRank) when restoring.
 #pragma once
@@ -34,6 +36,7 @@ enum SmpOp : uint32_t {
   kCommitted,   // -> value = committed version (-1 none), payload = S (8 bytes)
   kSteps,       // -> status 2 while rebuilding; payload = staged versions (int64 each), value = 1 if rebuilt
   kGetRank,     // a = local rank, v -> that rank's serialized state from staging
+  kGetSlot,     // a = local rank, v -> that rank's committed slot of step v (dp shares for persisting)
 };
 
 struct SmpOptions {

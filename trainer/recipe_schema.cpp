@@ -203,6 +203,7 @@ std::vector<Field> build() {
   b.integer("snapshot.every_steps", M(snapshot.every_steps), 1, kBig);
   b.integer("snapshot.ec_k", M(snapshot.ec_k), 0, 128);
   b.integer("snapshot.ec_m", M(snapshot.ec_m), 1, 127);
+  b.boolean("snapshot.shard_dp", M(snapshot.shard_dp));
   b.integer("snapshot.persist_every", M(snapshot.persist_every), 0, kBig);
   b.text("snapshot.smp_name", M(snapshot.smp_name));
   b.integer("snapshot.ranks_per_node", M(snapshot.ranks_per_node), 0, 1 << 20);
@@ -220,12 +221,12 @@ std::vector<Field> build() {
   b.boolean("growth.aki", M(growth.aki));
   b.text("growth.optimizer", M(growth.optimizer), {"fresh", "carry"});
   b.integer("growth.rewarm_steps", M(growth.rewarm_steps), -1, kBig);
-  // parallel
   b.integer("growth.two_stage.block_layers", M(growth.two_stage.block_layers), 0, 1024);
   b.integer("growth.two_stage.stage1_tokens", M(growth.two_stage.stage1_tokens), 0, kBig);
   b.real("growth.two_stage.stage1_fraction", M(growth.two_stage.stage1_fraction), 0.0, 1.0);
   b.integer("growth.two_stage.seed", M(growth.two_stage.seed), 0, kBig);
   b.boolean("growth.two_stage.train_shared", M(growth.two_stage.train_shared));
+  // parallel
   b.integer("parallel.tp", M(parallel.tp), 1, 4096);
   b.integer("parallel.pp", M(parallel.pp), 1, 4096);
   b.integer("parallel.dp", M(parallel.dp), 0, 1 << 20);

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.hpp"
+#include "snapshot/dp_shard.hpp"
 #include "snapshot/names.hpp"
 #include "snapshot/smp.hpp"
 #include "snapshot/spawn.hpp"
@@ -36,8 +37,8 @@ double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Cl
 
 SnapshotHook::SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::string& run_dir,
                            const checkpoint::CheckpointConfig& ckpt, int64_t final_step, const parallel::Runtime& runtime,
-                           bool resume)
-    : cfg_(cfg), world_(runtime.world_group()) {
+                           std::shared_ptr<parallel::ProcessGroup> dp, bool dp_replicated, bool resume)
+    : cfg_(cfg), world_(runtime.world_group()), dp_(std::move(dp)) {
   const auto& w = runtime.world();
   const int64_t rpn = snapshot::resolve_ranks_per_node(cfg_, w.local_size);
   if (w.size % rpn != 0)
@@ -68,9 +69,16 @@ SnapshotHook::SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::strin
   snapshot::wait_for_smp(smp_, 60);
   slots_ = snapshot::ShmSlots::open(snapshot::rank_segment(name, node_, local_), true);
   if (!resume) slots_->drop_after(-1);
+  if (dp_ && dp_->size() > 1) {  // the world rank of each dp index, for the shares' headers
+    at::Tensor all = at::empty({dp_->size()}, at::kLong);
+    dp_->all_gather_flat(all, at::full({1}, rank_, at::kLong))->wait();
+    dp_ranks_.assign(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel());
+    shard_ = cfg_.ec_k > 0 && cfg_.shard_dp && dp_replicated;
+  }
   thread_ = std::thread([this] { worker(); });
-  spdlog::info("snapshot: every {} steps into shared memory of {} node(s) of {} ranks{}", cfg_.every_steps, nodes_, rpn,
-               cfg_.ec_k > 0 ? fmt::format(", erasure-coded RS({}, {}) by the SMPs", cfg_.ec_k, cfg_.ec_m) : std::string());
+  spdlog::info("snapshot: every {} steps into shared memory of {} node(s) of {} ranks{}{}", cfg_.every_steps, nodes_, rpn,
+               cfg_.ec_k > 0 ? fmt::format(", erasure-coded RS({}, {}) by the SMPs", cfg_.ec_k, cfg_.ec_m) : std::string(),
+               shard_ ? fmt::format("; each of the {} dp ranks stores a 1/{} share", dp_->size(), dp_->size()) : std::string());
 }
 
 SnapshotHook::~SnapshotHook() {
@@ -89,12 +97,21 @@ void SnapshotHook::worker() {
     cv_.wait(lk, [&] { return quit_ || job_.has_value(); });
     if (quit_) return;
     auto job = std::move(*job_);
+    const auto known_crc = job_crc_;
+    const bool shard = shard_;
     job_.reset();
     lk.unlock();
     const auto t0 = Clock::now();
     std::string error;
+    uint64_t stored = job.bytes();
     try {
-      job.write(slots_->begin_write(job.bytes()));
+      if (shard) {
+        const int64_t index = dp_->rank();
+        stored = snapshot::shard_size(job.bytes(), static_cast<int64_t>(dp_ranks_.size()), index);
+        snapshot::write_shard(job, known_crc ? *known_crc : job.crc(), dp_ranks_, index, slots_->begin_write(stored));
+      } else {
+        job.write(slots_->begin_write(stored));
+      }
       slots_->commit(job.step());
     } catch (const std::exception& e) {
       error = e.what();
@@ -103,7 +120,7 @@ void SnapshotHook::worker() {
     lk.lock();
     if (!error.empty()) spdlog::error("snapshot of step {} failed: {}", job.step(), error);
     copy_s_ += dt, row_copy_s_ += dt, ++count_, ++row_count_;
-    last_bytes_ = static_cast<double>(job.bytes());
+    last_bytes_ = static_cast<double>(stored);
     busy_ = false;
     cv_.notify_all();
   }
@@ -111,9 +128,24 @@ void SnapshotHook::worker() {
 
 void SnapshotHook::start(const checkpoint::CheckpointState& st) {
   snapshot::PreparedState prepared(st);  // CPU, contiguous: the worker only copies bytes
+  std::optional<uint32_t> crc;
+  if (shard_ && !checked_) {  // once: are the dp replicas' states really identical? (collective over dp)
+    checked_ = true;
+    crc = prepared.crc();
+    at::Tensor lo = at::full({1}, static_cast<int64_t>(*crc), at::kLong), hi = lo.clone();
+    dp_->all_reduce(lo, parallel::ReduceOp::Min)->wait();
+    dp_->all_reduce(hi, parallel::ReduceOp::Max)->wait();
+    if (lo.item<int64_t>() != hi.item<int64_t>()) {
+      shard_ = false;
+      spdlog::warn("snapshot: the {} dp ranks' states differ at step {} (CRC32C {:08x} on rank {}); storing full copies "
+                   "instead of 1/{} shares (set snapshot.shard_dp = false to skip this check)",
+                   dp_->size(), st.step, *crc, rank_, dp_->size());
+    }
+  }
   std::unique_lock lk(mu_);
   cv_.wait(lk, [&] { return !busy_; });
   job_.emplace(std::move(prepared));
+  job_crc_ = crc;
   busy_ = true;
   cv_.notify_all();
 }
@@ -140,9 +172,51 @@ void SnapshotHook::finish() {
   if (finished_) return;
   finished_ = true;
   std::lock_guard lk(mu_);
-  spdlog::info("snapshot: {} snapshots of {:.2f} MB per rank, background copy {:.2f} ms each, training stalled {:.3f} s in "
-               "total waiting for them",
-               count_, last_bytes_ / 1e6, count_ ? 1e3 * copy_s_ / count_ : 0.0, stall_s_);
+  spdlog::info("snapshot: {} snapshots of {:.2f} MB ({} bytes) per rank, background copy {:.2f} ms each, training stalled "
+               "{:.3f} s in total waiting for them",
+               count_, last_bytes_ / 1e6, static_cast<int64_t>(last_bytes_), count_ ? 1e3 * copy_s_ / count_ : 0.0, stall_s_);
+}
+
+std::optional<std::vector<uint8_t>> SnapshotHook::complete_over_dp(std::optional<std::vector<uint8_t>> raw, int64_t step) {
+  const auto where = fmt::format("of step {} on rank {}", step, rank_);
+  const bool mine_shard = raw && snapshot::is_shard(raw->data(), raw->size());
+  if (!dp_ || dp_->size() == 1) {
+    if (!mine_shard) return raw;
+    try {
+      return snapshot::assemble_shards({*raw}, where);
+    } catch (const std::exception& e) {
+      spdlog::warn("snapshot: {}", e.what());
+      return std::nullopt;
+    }
+  }
+  // Every member's (has bytes, is a share, size), so the group takes one decision.
+  const int64_t D = dp_->size();
+  at::Tensor hdr = at::empty({D * 3}, at::kLong);
+  at::Tensor mine = at::tensor({raw ? int64_t{1} : 0, mine_shard ? int64_t{1} : 0, raw ? static_cast<int64_t>(raw->size()) : 0});
+  dp_->all_gather_flat(hdr, mine)->wait();
+  const auto* h = hdr.data_ptr<int64_t>();
+  int64_t have = 0, shares = 0, biggest = 0;
+  for (int64_t i = 0; i < D; ++i) have += h[3 * i], shares += h[3 * i + 1], biggest = std::max(biggest, h[3 * i + 2]);
+  if (have < D) return std::nullopt;   // a member lacks its snapshot: nobody uses it
+  if (shares == 0) return raw;         // full copies
+  if (shares < D) {
+    spdlog::warn("snapshot: step {} is stored as dp shares on {} of {} dp ranks only; not using it", step, shares, D);
+    return std::nullopt;
+  }
+  at::Tensor out = at::empty({D * biggest}, at::kByte), in = at::zeros({biggest}, at::kByte);
+  std::memcpy(in.data_ptr<uint8_t>(), raw->data(), raw->size());
+  dp_->all_gather_flat(out, in)->wait();
+  std::vector<std::vector<uint8_t>> parts(D);
+  for (int64_t i = 0; i < D; ++i) {
+    const uint8_t* p = out.data_ptr<uint8_t>() + i * biggest;
+    parts[i].assign(p, p + h[3 * i + 2]);
+  }
+  try {
+    return snapshot::assemble_shards(parts, where);
+  } catch (const std::exception& e) {
+    spdlog::warn("snapshot: {}", e.what());
+    return std::nullopt;
+  }
 }
 
 std::optional<checkpoint::CheckpointState> SnapshotHook::restore(const std::optional<fs::path>& latest_disk) {
@@ -185,16 +259,21 @@ std::optional<checkpoint::CheckpointState> SnapshotHook::restore(const std::opti
   std::optional<checkpoint::CheckpointState> st;
   bool from_staging = false;
   if (chosen > disk) {
+    std::optional<std::vector<uint8_t>> raw;
     try {
       if (auto snap = mine.count(chosen) ? slots_->read(chosen) : std::nullopt) {
-        st = snapshot::deserialize_state(snap->second.data(), snap->second.size(), fmt::format("rank {} slot", rank_));
+        raw = std::move(snap->second);
       } else if (staged.count(chosen)) {
         auto r = snapshot::call(smp_, {snapshot::kGetRank, static_cast<uint32_t>(local_), chosen, 0});
-        if (r && r->status == 0) {
-          st = snapshot::deserialize_state(r->payload.data(), r->payload.size(), fmt::format("rank {} staging", rank_));
-          from_staging = true;
-        }
+        if (r && r->status == 0) raw = std::move(r->payload), from_staging = true;
       }
+    } catch (const std::exception& e) {
+      spdlog::warn("snapshot: rank {} cannot read its snapshot of step {}: {}", rank_, chosen, e.what());
+      raw.reset();
+    }
+    raw = complete_over_dp(std::move(raw), chosen);  // collective over dp
+    try {
+      if (raw) st = snapshot::deserialize_state(raw->data(), raw->size(), fmt::format("rank {} step {}", rank_, chosen));
     } catch (const std::exception& e) {
       spdlog::warn("snapshot: rank {} cannot load its snapshot of step {}: {}", rank_, chosen, e.what());
       st.reset();

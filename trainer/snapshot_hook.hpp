@@ -4,6 +4,10 @@
 // copy is unfinished; the wait is measured as the snapshot stall), and on --resume finds the newest
 // snapshot every rank holds (its own slot, or its SMP's erasure-coded staging, which is how a lost
 // node comes back) and restores it when it is newer than the newest disk checkpoint.
+// With erasure coding on (and snapshot.shard_dp), the dp replicas' identical states are split: each
+// dp rank stores only its 1/dp share (snapshot/dp_shard.hpp) and a restore all-gathers the shares
+// over the dp group; the first snapshot checks that the replicas really are identical (CRC32C over
+// the group) and falls back to full copies, with a warning, when they are not.
 #pragma once
 #include <condition_variable>
 #include <filesystem>
@@ -29,8 +33,11 @@ class SnapshotHook {
  public:
   // resume = false drops whatever an earlier run left in this rank's slots.
   // ckpt / final_step: the trainer's own disk checkpoints, which the SMP does not persist again.
+  // dp: this rank's data-parallel group; dp_replicated: whether its members capture the same state
+  // (false under pipeline parallelism, where world rank 0 also holds the other stages).
   SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::string& run_dir, const checkpoint::CheckpointConfig& ckpt,
-               int64_t final_step, const parallel::Runtime& runtime, bool resume);
+               int64_t final_step, const parallel::Runtime& runtime, std::shared_ptr<parallel::ProcessGroup> dp,
+               bool dp_replicated, bool resume);
   ~SnapshotHook();
 
   // Collective over the world: the newest snapshot held by every rank, if it is newer than the disk
@@ -48,8 +55,14 @@ class SnapshotHook {
 
  private:
   void worker();
+  // Collective over the dp group: the full serialized state from this rank's slot bytes (a share is
+  // completed by the other members' shares; a full copy is returned as is); nullopt if any member
+  // lacks its bytes or the shares do not assemble.
+  std::optional<std::vector<uint8_t>> complete_over_dp(std::optional<std::vector<uint8_t>> raw, int64_t step);
   snapshot::SnapshotConfig cfg_;
-  std::shared_ptr<parallel::ProcessGroup> world_;
+  std::shared_ptr<parallel::ProcessGroup> world_, dp_;
+  bool shard_ = false, checked_ = false;  // storing 1/dp shares; replicas checked identical
+  std::vector<int64_t> dp_ranks_;         // world rank of each dp index
   int64_t rank_ = 0, node_ = 0, local_ = 0, nodes_ = 1;
   snapshot::Endpoint smp_;
   std::optional<snapshot::ShmSlots> slots_;
@@ -57,6 +70,7 @@ class SnapshotHook {
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<snapshot::PreparedState> job_;
+  std::optional<uint32_t> job_crc_;  // the job's full CRC32C when start() already computed it
   bool busy_ = false, quit_ = false;
   std::thread thread_;
   // Totals and the part not yet reported in a metrics row.

@@ -165,7 +165,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   fs::create_directories(cfg_.run.dir);
   if (cfg_.snapshot.enabled)  // starts the node's SMP if none runs (trainer/snapshot_hook.hpp)
     snapshot_ = std::make_unique<SnapshotHook>(cfg_.snapshot, cfg_.run.dir, cfg_.checkpoint, cfg_.train.steps,
-                                               *runtime_, resume);
+                                               *runtime_, mesh_->dp(), /*dp_replicated=*/!pipe_, resume);
   if (resume) {
     auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints");
     std::optional<checkpoint::CheckpointState> snap;

@@ -8,6 +8,8 @@
 #       nodes' data and parity;
 #   (c) lose m + 1 = 2 nodes: unrecoverable, the run falls back to the disk checkpoint the SMP
 #       persisted (snapshot.persist_every) and says so.
+# With erasure coding (b, c) the 4 ranks form one dp group and each stores a 1/4 share of the state:
+# restores all-gather the shares, and node 0's SMP fetches the other shares to persist rank 0's state.
 source "$(dirname "$0")/mp_common.sh"
 base_port=$((20000 + RANDOM % 12000))  # below the ephemeral range (torchrun --standalone picks from it)
 names=()
@@ -70,6 +72,13 @@ t0=$(date +%s)
 go ref22 2 $base_port -1 0 "" ; go ref41 1 $((base_port + 10)) -1 0 "" "${ec[@]}" "${persist[@]}"
 expect_log "$tmp/ref41/smp-n0.log" "erasure coding RS(3, 1)"
 same_bits "$tmp/ref41" "$tmp/ref22"  # snapshots do not change the run
+# With erasure coding each of the 4 dp ranks stores a 1/4 share of the state (ref22 stores full copies).
+expect_log "$tmp/ref41.log" "each of the 4 dp ranks stores a 1/4 share"
+nbytes() { grep -o 'MB ([0-9]* bytes) per rank' "$1" | head -1 | grep -o '[0-9]* bytes' | cut -d' ' -f1; }
+full_b=$(nbytes "$tmp/ref22.log"); share_b=$(nbytes "$tmp/ref41.log")
+awk -v f="$full_b" -v s="$share_b" 'BEGIN { exit !(f > 0 && s > 0.25 * f - 1024 && s < 0.25 * f + 1024) }' ||
+  { echo "FAIL: a dp share is $share_b bytes, expected a quarter of the full $full_b bytes plus a small header"; exit 1; }
+echo "dp shares: $share_b bytes per rank vs $full_b bytes for a full copy"
 
 # (a) one rank SIGKILLed at a random step; its node's SMP survives.
 at=$((4 + RANDOM % 16))
