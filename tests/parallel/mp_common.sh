@@ -28,6 +28,13 @@ recipe="$src/recipes/kjv-gpt-tiny.yaml"
 # reference RUN_DIR: one process, grad_accum 4.
 reference() { "$bin" train "$recipe" "${common[@]}" --set train.grad_accum=4 --set run.dir="$1" > "$1.log" 2>&1; }
 
+# run NPROC DIR [extra --set ...]: the recipe under scripts/launch/torchrun.sh with NPROC ranks.
+run() {  # run NPROC DIR [extra --set ...]
+  local n=$1 dir=$2; shift 2
+  "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" --set run.dir="$dir" "$@" \
+    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
+}
+
 # check_same RUN REF: losses per step and final weights equal within 1e-5.
 check_same() {
   if ! "$compare" "$1" "$2" 1e-5; then

@@ -7,11 +7,6 @@
 # tp = 2 equal tp = 1 too.
 source "$(dirname "$0")/mp_common.sh"
 make_dataset
-run() {  # run NPROC DIR [extra --set ...]
-  local n=$1 dir=$2; shift 2
-  "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
-}
 one() {  # one DIR [extra --set ...]: one process
   local dir=$1; shift
   "$bin" train "$recipe" "${common[@]}" --set run.dir="$dir" "$@" > "$dir.log" 2>&1 ||

@@ -6,11 +6,6 @@
 # (tp, dp) = (2, 2) with ZeRO-1 equals it too and resumes exactly from step 10; BERT at tp = 2 equals tp = 1.
 source "$(dirname "$0")/mp_common.sh"
 make_dataset
-run() {  # run NPROC DIR [extra --set ...]
-  local n=$1 dir=$2; shift 2
-  "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
-}
 # Drops the last checkpoint of a copy of run $1 (saved every 10 steps) so that --resume starts at step 10.
 cut_at_10() { cp -r "$1" "$2"; rm -rf "$2/checkpoints/step_20"; }
 ckpt=(--set checkpoint.every=10 --set checkpoint.keep=5)
