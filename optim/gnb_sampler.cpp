@@ -36,14 +36,18 @@ uint64_t draw_refresh_seed(at::Generator& gen) {
   return static_cast<uint64_t>(s.item<int64_t>());
 }
 
+at::Tensor counter_hash32(uint64_t seed, const at::Tensor& counter) {
+  const auto k0 = static_cast<int64_t>(seed & 0xFFFFFFFFULL), k1 = static_cast<int64_t>(seed >> 32);
+  auto h = fmix32(at::bitwise_xor(at::bitwise_and(counter, kMask32), k0));
+  auto hi = at::bitwise_xor(at::bitwise_right_shift(counter, 32), k1);  // < 2^32 for counters < 2^63
+  return fmix32(at::bitwise_and(h + mul32(hi, 0x9E3779B9LL), kMask32));
+}
+
 at::Tensor gumbel_noise(uint64_t seed, int64_t first_row, int64_t rows, int64_t begin, int64_t n, int64_t vocab,
                         at::Device device) {
   const auto i64 = at::TensorOptions().dtype(at::kLong).device(device);
   auto counter = (at::arange(first_row, first_row + rows, i64) * vocab).unsqueeze(1) + at::arange(begin, begin + n, i64);
-  const auto k0 = static_cast<int64_t>(seed & 0xFFFFFFFFULL), k1 = static_cast<int64_t>(seed >> 32);
-  auto h = fmix32(at::bitwise_xor(at::bitwise_and(counter, kMask32), k0));
-  auto hi = at::bitwise_xor(at::bitwise_right_shift(counter, 32), k1);  // < 2^32 for counters < 2^63
-  h = fmix32(at::bitwise_and(h + mul32(hi, 0x9E3779B9LL), kMask32));
+  auto h = counter_hash32(seed, counter);
   auto u = (at::bitwise_right_shift(h, 8).to(at::kDouble) + 0.5) / 16777216.0;  // (0, 1), 24 bits
   return -at::log(-at::log(u));
 }

@@ -32,6 +32,10 @@ struct VocabSplit {
 // One refresh's seed from the refresh generator (the same on every rank that holds the same state).
 uint64_t draw_refresh_seed(at::Generator& gen);
 
+// The 32-bit counter hash behind the noise: values in [0, 2^32) (int64, like `counter`), a pure
+// function of (seed, counter) for counters in [0, 2^63). Also keys Sophia-H's probes (optim/hessian.hpp).
+at::Tensor counter_hash32(uint64_t seed, const at::Tensor& counter);
+
 // Gumbel noise [rows, n] (fp64, on `device`) for positions [first_row, first_row + rows) and global
 // ids [begin, begin + n) of a vocabulary of `vocab` ids.
 at::Tensor gumbel_noise(uint64_t seed, int64_t first_row, int64_t rows, int64_t begin, int64_t n, int64_t vocab,

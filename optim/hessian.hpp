@@ -12,7 +12,8 @@
 // global position, global vocabulary id) (optim/gnb_sampler.hpp), so each dp rank samples its own
 // rows and each tp rank its vocabulary shard, and the labels equal one process's. Hutchinson uses
 // one probe per refresh on every rank, so the dp average of u * (H_r u) is u * (H u) of the global
-// batch.
+// batch; the probe is a counter hash of (seed, parameter index, element index in the full tp = 1
+// tensor), so a tp rank draws exactly its slice of the tp = 1 probe (ProbeSlice).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -29,13 +30,31 @@
 
 namespace strata::optim {
 
-// One probe per parameter, shaped and placed like it: Rademacher (+-1) or standard normal.
+// Which part of the full (tp = 1) tensor a parameter holds: elements [start, start + p.size(dim))
+// of dimension `dim`, whose full size is `full` (elements at or past `full` are vocabulary padding
+// and get probe 0). dim < 0: the whole tensor.
+struct ProbeSlice {
+  int64_t dim = -1, full = 0, start = 0;
+};
+using ProbeSliceOf = std::function<ProbeSlice(const at::Tensor& param)>;
+
+// One probe per parameter, shaped and placed like it: Rademacher (+-1) or standard normal. Element
+// e of parameter i (e its index in the full tensor) is a function of (seed, i, e) only.
+std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, uint64_t seed,
+                                          const std::string& kind, const ProbeSliceOf& slice_of = {});
+// The same with the seed drawn from `gen` (draw_refresh_seed).
 std::vector<at::Tensor> hutchinson_probes(const std::vector<at::Tensor>& params, at::Generator& gen,
-                                          const std::string& kind);
+                                          const std::string& kind, const ProbeSliceOf& slice_of = {});
+
+// The scalar whose gradient is H u, from terms[i] = <grad_i, u_i> (undefined: no second-order path
+// to params[i]). Empty: the plain sum. Tensor parallelism sums over the tp group (differentiably)
+// the terms of parameters whose gradients are parts, and adds the others once.
+using HvpDot = std::function<at::Tensor(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& terms)>;
+
 // H u for the Hessian of `loss` in `params` (double backward). Parameters the loss does not reach
 // get zeros.
 std::vector<at::Tensor> hessian_vector_product(const at::Tensor& loss, const std::vector<at::Tensor>& params,
-                                               const std::vector<at::Tensor>& u);
+                                               const std::vector<at::Tensor>& u, const HvpDot& dot_of = {});
 
 // Averages every p.grad() in place over the data-parallel group (empty on one rank). The trainer
 // supplies the same reduction its training step uses, e.g. a ProcessGroup all_reduce with Avg.
@@ -53,6 +72,10 @@ struct RefreshComm {
   const VocabSplit* vocab = nullptr;
   std::function<void()> sync;
   std::function<double(double max_norm)> clip;
+  // Hutchinson under tensor parallelism: each parameter's part of the full probe, and the scalar
+  // <grad, u> of the whole model (parallel/tp_hutchinson.hpp fills both).
+  ProbeSliceOf probe_slice;
+  HvpDot hvp_dot;
 };
 // The reduction the training step itself uses: the reducer's buckets (all-reduce, or under ZeRO-1
 // reduce-scatter into the shards the Zero1 optimizer `opt` steps, clipped over the dp group).
@@ -69,7 +92,9 @@ double refresh_gnb(Optimizer& opt, const std::vector<at::Tensor>& params, int64_
                    const std::function<at::Tensor(int64_t)>& logits_of, at::Generator& gen, double grad_clip,
                    const RefreshComm& comm = {});
 // The Hutchinson refresh: one probe u, H u accumulated over the micro-batches' losses loss_of(a)
-// (averaged), p.grad = u * (H u), dp averaging, opt.update_hessian(), zero the gradients.
+// (averaged), p.grad = u * (H u), dp averaging (and comm.sync: the tp sums of partial gradients),
+// opt.update_hessian(), zero the gradients. Under tp the losses must be twice differentiable
+// (parallel::vocab_parallel_cross_entropy_twice_differentiable).
 void refresh_hutchinson(Optimizer& opt, const std::vector<at::Tensor>& params, int64_t micro_steps,
                         const std::function<at::Tensor(int64_t)>& loss_of, at::Generator& gen,
                         const std::string& probe, const RefreshComm& comm = {});

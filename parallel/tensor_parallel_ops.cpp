@@ -32,21 +32,26 @@ at::Tensor split_local(const at::Tensor& x, int64_t dim, ProcessGroup& g) {
   return x.chunk(t, dim)[g.rank()].contiguous();
 }
 
+// Each op's backward applies its adjoint op. Under create_graph (GradMode on inside backward: a
+// double backward, e.g. Sophia-H's Hessian-vector product) the adjoint runs as the autograd Function
+// below, so the backward pass is itself differentiable with the same Megatron conventions; otherwise
+// the plain collective runs. Pairs: copy <-> reduce, gather <-> reduce-scatter, split <-> gather of a
+// replicated value (all-gather forward, keep-the-chunk backward: the gradient arriving there is the
+// whole gradient on every rank, as for split's input).
 struct CopyToRegion : torch::autograd::Function<CopyToRegion> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, ProcessGroup* g) {
     keep_group(ctx, *g);
     return x.view_as(x);
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    return {all_reduce_copy(grad[0], group_of(ctx)), at::Tensor()};
-  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad);
 };
 
 struct ReduceFromRegion : torch::autograd::Function<ReduceFromRegion> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, ProcessGroup* g) {
+    keep_group(ctx, *g);
     return all_reduce_copy(x, *g);
   }
-  static variable_list backward(AutogradContext*, variable_list grad) { return {grad[0], at::Tensor()}; }
+  static variable_list backward(AutogradContext* ctx, variable_list grad);
 };
 
 struct GatherFromSeq : torch::autograd::Function<GatherFromSeq> {
@@ -55,9 +60,7 @@ struct GatherFromSeq : torch::autograd::Function<GatherFromSeq> {
     ctx->saved_data["dim"] = dim;
     return all_gather_along(x, dim, *g);
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    return {reduce_scatter_along(grad[0], ctx->saved_data["dim"].toInt(), group_of(ctx)), at::Tensor(), at::Tensor()};
-  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad);
 };
 
 struct ReduceScatterToSeq : torch::autograd::Function<ReduceScatterToSeq> {
@@ -66,9 +69,7 @@ struct ReduceScatterToSeq : torch::autograd::Function<ReduceScatterToSeq> {
     ctx->saved_data["dim"] = dim;
     return reduce_scatter_along(x, dim, *g);
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    return {all_gather_along(grad[0], ctx->saved_data["dim"].toInt(), group_of(ctx)), at::Tensor(), at::Tensor()};
-  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad);
 };
 
 struct SplitToSeq : torch::autograd::Function<SplitToSeq> {
@@ -77,10 +78,54 @@ struct SplitToSeq : torch::autograd::Function<SplitToSeq> {
     ctx->saved_data["dim"] = dim;
     return split_local(x, dim, *g);
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grad) {
-    return {all_gather_along(grad[0], ctx->saved_data["dim"].toInt(), group_of(ctx)), at::Tensor(), at::Tensor()};
-  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad);
 };
+
+// The adjoint of SplitToSeq (only reached by double backward): all-gather forward, chunk backward.
+struct GatherReplicated : torch::autograd::Function<GatherReplicated> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t dim, ProcessGroup* g) {
+    keep_group(ctx, *g);
+    ctx->saved_data["dim"] = dim;
+    return all_gather_along(x, dim, *g);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad);
+};
+
+int64_t dim_of(AutogradContext* ctx) { return ctx->saved_data["dim"].toInt(); }
+bool differentiable_backward() { return at::GradMode::is_enabled(); }
+
+variable_list CopyToRegion::backward(AutogradContext* ctx, variable_list grad) {
+  auto& g = group_of(ctx);
+  return {differentiable_backward() ? ReduceFromRegion::apply(grad[0], &g) : all_reduce_copy(grad[0], g), at::Tensor()};
+}
+variable_list ReduceFromRegion::backward(AutogradContext* ctx, variable_list grad) {
+  auto& g = group_of(ctx);
+  return {differentiable_backward() ? CopyToRegion::apply(grad[0], &g) : grad[0], at::Tensor()};
+}
+variable_list GatherFromSeq::backward(AutogradContext* ctx, variable_list grad) {
+  auto& g = group_of(ctx);
+  const int64_t d = dim_of(ctx);
+  return {differentiable_backward() ? ReduceScatterToSeq::apply(grad[0], d, &g) : reduce_scatter_along(grad[0], d, g),
+          at::Tensor(), at::Tensor()};
+}
+variable_list ReduceScatterToSeq::backward(AutogradContext* ctx, variable_list grad) {
+  auto& g = group_of(ctx);
+  const int64_t d = dim_of(ctx);
+  return {differentiable_backward() ? GatherFromSeq::apply(grad[0], d, &g) : all_gather_along(grad[0], d, g),
+          at::Tensor(), at::Tensor()};
+}
+variable_list SplitToSeq::backward(AutogradContext* ctx, variable_list grad) {
+  auto& g = group_of(ctx);
+  const int64_t d = dim_of(ctx);
+  return {differentiable_backward() ? GatherReplicated::apply(grad[0], d, &g) : all_gather_along(grad[0], d, g),
+          at::Tensor(), at::Tensor()};
+}
+variable_list GatherReplicated::backward(AutogradContext* ctx, variable_list grad) {
+  auto& g = group_of(ctx);
+  const int64_t d = dim_of(ctx);
+  return {differentiable_backward() ? SplitToSeq::apply(grad[0], d, &g) : split_local(grad[0], d, g), at::Tensor(),
+          at::Tensor()};
+}
 
 int64_t norm_dim(const at::Tensor& x, int64_t dim) { return dim < 0 ? dim + x.dim() : dim; }
 

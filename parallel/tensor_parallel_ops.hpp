@@ -10,6 +10,9 @@
 // The sequence-parallel pair replaces f/g when the activations outside a region are split along
 // the sequence: the column layer gathers the sequence on entry, the row layer reduce-scatters on
 // exit (the same bytes as one all-reduce). Every op is the identity on a group of one rank.
+// Every op is twice differentiable: under create_graph its backward applies the adjoint op as an
+// autograd op (copy <-> reduce, gather <-> reduce-scatter), so double backward (Sophia-H's
+// Hessian-vector products) passes through tensor-parallel regions.
 // The group must outlive the autograd graph (the layers that call these ops own it).
 #pragma once
 #include <cstdint>

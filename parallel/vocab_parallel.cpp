@@ -100,11 +100,39 @@ at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tens
   return VocabParallelCE::apply(logits, targets, &s, &group, ignore_index);
 }
 
+at::Tensor vocab_parallel_cross_entropy_twice_differentiable(const at::Tensor& logits, const at::Tensor& targets,
+                                                             const VocabShard& s, ProcessGroup& g,
+                                                             int64_t ignore_index) {
+  if (logits.dim() != 2 || targets.dim() != 1 || logits.size(0) != targets.size(0))
+    fail("vocab-parallel cross-entropy: logits {} and targets {} must be [N, V'/t] and [N]", logits.sizes(),
+         targets.sizes());
+  if (logits.size(1) != s.local())
+    fail("{}: local logits have {} columns but rank {} owns {} vocabulary ids", g.name(), logits.size(1), g.rank(),
+         s.local());
+  auto col = at::arange(s.start, s.end, targets.options());
+  auto lf = logits.to(at::kFloat).masked_fill((col >= s.vocab).unsqueeze(0), -std::numeric_limits<float>::infinity());
+  at::Tensor m;
+  {
+    at::NoGradGuard no_grad;  // a shift only: log-sum-exp does not depend on it
+    m = std::get<0>(lf.detach().max(1)).contiguous();
+    if (g.size() > 1) g.all_reduce(m, ReduceOp::Max)->wait();
+  }
+  auto z = lf - m.unsqueeze(1);
+  auto sum = reduce_from_tp_region(z.exp().sum(1), g);
+  auto valid = targets != ignore_index;
+  auto mine = (targets >= s.start).logical_and(targets < s.end).logical_and(valid);
+  auto local_t = (targets - s.start).masked_fill(mine.logical_not(), 0);
+  auto zt = reduce_from_tp_region(z.gather(1, local_t.unsqueeze(1)).squeeze(1).masked_fill(mine.logical_not(), 0.0), g);
+  return (sum.log() - zt).masked_fill(valid.logical_not(), 0.0);
+}
+
 at::Tensor vocab_parallel_cross_entropy_mean(const at::Tensor& logits, const at::Tensor& targets, const VocabShard& s,
-                                             ProcessGroup& group, int64_t ignore_index) {
+                                             ProcessGroup& group, int64_t ignore_index, bool twice_differentiable) {
   auto flat = logits.reshape({-1, logits.size(-1)});
   auto t = targets.reshape({-1});
-  auto per_token = vocab_parallel_cross_entropy(flat, t, s, group, ignore_index);
+  auto per_token = twice_differentiable
+                       ? vocab_parallel_cross_entropy_twice_differentiable(flat, t, s, group, ignore_index)
+                       : vocab_parallel_cross_entropy(flat, t, s, group, ignore_index);
   auto count = (t != ignore_index).sum().to(per_token.scalar_type());
   return per_token.sum() / count;
 }

@@ -42,9 +42,18 @@ at::Tensor vocab_parallel_embedding(const at::Tensor& table, const at::Tensor& i
 at::Tensor vocab_parallel_cross_entropy(const at::Tensor& logits, const at::Tensor& targets, const VocabShard& shard,
                                         ProcessGroup& group, int64_t ignore_index = -100);
 
-// Mean over the non-ignored tokens, as at::cross_entropy_loss(..., Mean) computes it.
+// The same per-token loss built from autograd ops: the row max over the group (detached: the loss
+// does not depend on it), the local sum of exp and the owning rank's target logit each summed over
+// the group by reduce_from_tp_region. Its backward is therefore differentiable again (double
+// backward, e.g. Sophia-H's Hessian-vector products), at the cost of keeping more [N, V'/t] tensors.
+at::Tensor vocab_parallel_cross_entropy_twice_differentiable(const at::Tensor& logits, const at::Tensor& targets,
+                                                             const VocabShard& shard, ProcessGroup& group,
+                                                             int64_t ignore_index = -100);
+
+// Mean over the non-ignored tokens, as at::cross_entropy_loss(..., Mean) computes it; with
+// twice_differentiable the per-token loss is the composite above.
 at::Tensor vocab_parallel_cross_entropy_mean(const at::Tensor& logits, const at::Tensor& targets,
                                              const VocabShard& shard, ProcessGroup& group,
-                                             int64_t ignore_index = -100);
+                                             int64_t ignore_index = -100, bool twice_differentiable = false);
 
 }  // namespace strata::parallel

@@ -22,11 +22,7 @@ std::unique_ptr<TensorParallelSetup> TensorParallelSetup::create(models::Languag
     fail("parallel.tp = {}: {} is not supported with tensor parallelism yet (rank {})", t, what, mesh.rank());
   };
   // Sophia-G samples its labels across the vocabulary shards (optim/gnb_sampler.hpp); Sophia-H's
-  // double backward would pass through the tp collectives and the vocab-parallel cross-entropy,
-  // whose backward passes are not themselves differentiable, so it would be silently wrong.
-  if (cfg.optim.name == "sophia" && cfg.optim.hessian_interval > 0 && cfg.optim.hessian_estimator == "hutchinson")
-    refuse("optim.hessian_estimator = hutchinson (Sophia-H's double backward does not pass through the tensor-parallel "
-           "collectives; use optim.hessian_estimator = gnb)");
+  // double backward passes through the twice-differentiable tp ops (parallel/tp_hutchinson.hpp).
   // A growth: section is fine here once the model is grown; a pending growth event is refused by
   // Trainer::setup_growth, which runs first.
   if (cfg.train.activation_checkpointing)
@@ -88,9 +84,10 @@ double TensorParallelSetup::clip_grad_norm(const std::vector<at::Tensor>& params
   return plan_.clip_grad_norm_pieces(params, zero_owners_, *zero_dp_, max_norm);
 }
 
-at::Tensor TensorParallelSetup::loss(const at::Tensor& local_logits, const at::Tensor& targets) const {
+at::Tensor TensorParallelSetup::loss(const at::Tensor& local_logits, const at::Tensor& targets,
+                                     bool twice_differentiable) const {
   return parallel::vocab_parallel_cross_entropy_mean(local_logits.to(at::kFloat), targets, plan_.vocab,
-                                                     *plan_.ctx->group);
+                                                     *plan_.ctx->group, -100, twice_differentiable);
 }
 
 reweighting::SequenceLosses TensorParallelSetup::sequence_losses(const at::Tensor& local_logits,

@@ -45,7 +45,8 @@ class TensorParallelSetup {
                                                      at::Device device);
 
   // Mean cross-entropy over the non-ignored targets from this rank's logit shard [.., V'/t].
-  at::Tensor loss(const at::Tensor& local_logits, const at::Tensor& targets) const;
+  // twice_differentiable: the composite form whose backward is differentiable (Sophia-H's refresh).
+  at::Tensor loss(const at::Tensor& local_logits, const at::Tensor& targets, bool twice_differentiable = false) const;
   // Per-sequence mean cross-entropy and token counts from this rank's logit shard (full values on
   // every tp rank after the vocab-parallel reductions), for loss reweighting.
   reweighting::SequenceLosses sequence_losses(const at::Tensor& local_logits, const at::Tensor& targets) const;

@@ -18,6 +18,7 @@
 #include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
 #include "optim/grad_clip.hpp"
+#include "parallel/tp_hutchinson.hpp"
 #include "parallel/world.hpp"
 #include "optim/hessian.hpp"
 #include "optim/schedule.hpp"
@@ -181,11 +182,11 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   }
 }
 
-at::Tensor Trainer::loss_of(const data::Batch& b) {
+at::Tensor Trainer::loss_of(const data::Batch& b, bool twice_differentiable) {
   auto inputs = b.inputs.to(device_, /*non_blocking=*/true), targets = b.targets.to(device_, true);
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
   auto logits = prefix_blocks_ > 0 ? model_->forward_prefix(inputs, prefix_blocks_) : model_->forward(inputs);
-  if (tp_) return tp_->loss(logits, targets);  // this rank's logit shard: vocab-parallel cross-entropy
+  if (tp_) return tp_->loss(logits, targets, twice_differentiable);  // this rank's logit shard: vocab-parallel CE
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
 }
 
@@ -227,6 +228,7 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
     comm.vocab = &split;
     comm.sync = [&] { tp_->sync_grads(); };
     comm.clip = [&](double max_norm) { return tp_->clip_grad_norm(clip_params_, max_norm); };
+    parallel::use_tensor_parallel_hutchinson(comm, tp_->plan());  // Sophia-H: probe slices, the model's <grad, u>
   }
   if (opt_->hessian_estimator() == "gnb" && pipe_) {
     // Through the pipeline schedule: the last stage takes the sampled-label loss (PipelineTrainer::loss_pass).
@@ -261,7 +263,7 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
     ctx.setSDPUseMemEfficient(false);
     ctx.setSDPUseCuDNN(false);
     try {
-      optim::refresh_hutchinson(*opt_, plist, t.grad_accum, [&](int64_t a) { return loss_of(batch_of(a)); },
+      optim::refresh_hutchinson(*opt_, plist, t.grad_accum, [&](int64_t a) { return loss_of(batch_of(a), true); },
                                 hessian_gen_, cfg_.optim.hutchinson_probe, comm);
     } catch (...) {
       ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);

@@ -98,7 +98,7 @@ class Trainer {
   // prefix_blocks_ blocks only (0 = the full model).
   std::unique_ptr<TwoStageHook> two_stage_;
   int64_t prefix_blocks_ = 0;
-  at::Tensor loss_of(const data::Batch& b);
+  at::Tensor loss_of(const data::Batch& b, bool twice_differentiable = false);  // true: Sophia-H under tp
   // The training loss of one micro-batch at `step`: loss_of, or with reweighting the weighted loss;
   // `logged` receives the plain mean cross-entropy (detached) for the step's logged loss.
   at::Tensor train_loss_of(const data::Batch& b, int64_t step, at::Tensor& logged);
