@@ -5,6 +5,8 @@
 #include <map>
 
 #include <ATen/ATen.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "checkpoint/manifest.pb.h"
 #include "core/crc32c.hpp"
@@ -48,7 +50,12 @@ PreparedState::PreparedState(const checkpoint::CheckpointState& st) : step_(st.s
     off += c.nbytes();
     tensors_.push_back(std::move(c));
   }
-  manifest_ = man.SerializeAsString();
+  {  // deterministic: the meta map's order must not depend on the process (dp replicas compare CRCs)
+    google::protobuf::io::StringOutputStream sos(&manifest_);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    if (!man.SerializeToCodedStream(&cos)) fail("snapshot: the manifest of step {} does not serialize", st.step);
+  }
   total_ = 16 + manifest_.size() + off;
   const uint64_t magic = kMagic, len = manifest_.size();
   std::memcpy(prefix_, &magic, 8);

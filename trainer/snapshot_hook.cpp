@@ -37,8 +37,9 @@ double secs_since(Clock::time_point t) { return std::chrono::duration<double>(Cl
 
 SnapshotHook::SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::string& run_dir,
                            const checkpoint::CheckpointConfig& ckpt, int64_t final_step, const parallel::Runtime& runtime,
-                           std::shared_ptr<parallel::ProcessGroup> dp, bool dp_replicated, bool resume)
-    : cfg_(cfg), world_(runtime.world_group()), dp_(std::move(dp)) {
+                           std::shared_ptr<parallel::ProcessGroup> dp, const snapshot::RankLayout& layout,
+                           bool resume)
+    : cfg_(cfg), layout_(layout), world_(runtime.world_group()), dp_(std::move(dp)) {
   const auto& w = runtime.world();
   const int64_t rpn = snapshot::resolve_ranks_per_node(cfg_, w.local_size);
   if (w.size % rpn != 0)
@@ -59,7 +60,12 @@ SnapshotHook::SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::strin
                                      std::to_string(ckpt.keep), "--skip-every", std::to_string(ckpt.every), "--skip-step",
                                      std::to_string(final_step), "--idle-exit-s", std::to_string(cfg_.smp_idle_exit_s)};
     if (!cfg_.hosts.empty()) args.insert(args.end(), {"--hosts", cfg_.hosts});
-    if (cfg_.persist_every > 0)
+    if (cfg_.persist_every > 0 && layout_.per_rank())
+      spdlog::warn("snapshot: snapshot.persist_every = {} is ignored under this layout: each rank snapshots its own state "
+                   "({}), so rank 0's snapshot is not the whole state; the SMP persists nothing and disk checkpoints come "
+                   "from checkpoint.every",
+                   cfg_.persist_every, layout_.tag());
+    if (cfg_.persist_every > 0 && !layout_.per_rank())
       args.insert(args.end(), {"--persist-dir", persist.string(), "--persist-every-steps",
                                std::to_string(cfg_.persist_every * cfg_.every_steps)});
     const std::string log = fs::absolute(fs::path(run_dir) / fmt::format("smp-n{}.log", node_)).string();
@@ -73,10 +79,11 @@ SnapshotHook::SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::strin
     at::Tensor all = at::empty({dp_->size()}, at::kLong);
     dp_->all_gather_flat(all, at::full({1}, rank_, at::kLong))->wait();
     dp_ranks_.assign(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel());
-    shard_ = cfg_.ec_k > 0 && cfg_.shard_dp && dp_replicated;
+    shard_ = cfg_.ec_k > 0 && cfg_.shard_dp && layout_.dp_replicated();
   }
   thread_ = std::thread([this] { worker(); });
-  spdlog::info("snapshot: every {} steps into shared memory of {} node(s) of {} ranks{}{}", cfg_.every_steps, nodes_, rpn,
+  spdlog::info("snapshot: every {} steps into shared memory of {} node(s) of {} ranks, {}{}{}", cfg_.every_steps, nodes_,
+               rpn, layout_.per_rank() ? "each rank its own local state" : "the whole state",
                cfg_.ec_k > 0 ? fmt::format(", erasure-coded RS({}, {}) by the SMPs", cfg_.ec_k, cfg_.ec_m) : std::string(),
                shard_ ? fmt::format("; each of the {} dp ranks stores a 1/{} share", dp_->size(), dp_->size()) : std::string());
 }
@@ -126,7 +133,9 @@ void SnapshotHook::worker() {
   }
 }
 
-void SnapshotHook::start(const checkpoint::CheckpointState& st) {
+void SnapshotHook::start(const checkpoint::CheckpointState& captured) {
+  checkpoint::CheckpointState st = captured;  // shares the tensors; adds the layout tag
+  st.meta[snapshot::kLayoutMeta] = layout_.tag();
   snapshot::PreparedState prepared(st);  // CPU, contiguous: the worker only copies bytes
   std::optional<uint32_t> crc;
   if (shard_ && !checked_) {  // once: are the dp replicas' states really identical? (collective over dp)
@@ -274,6 +283,14 @@ std::optional<checkpoint::CheckpointState> SnapshotHook::restore(const std::opti
     raw = complete_over_dp(std::move(raw), chosen);  // collective over dp
     try {
       if (raw) st = snapshot::deserialize_state(raw->data(), raw->size(), fmt::format("rank {} step {}", rank_, chosen));
+      if (st) {
+        const auto why = snapshot::layout_mismatch(st->meta, layout_, fmt::format("of step {} on rank {}", chosen, rank_));
+        if (!why.empty()) {
+          spdlog::warn("snapshot: {} (a snapshot restores only under the layout that took it; the run falls back to "
+                       "the disk checkpoint if there is one)", why);
+          st.reset();
+        }
+      }
     } catch (const std::exception& e) {
       spdlog::warn("snapshot: rank {} cannot load its snapshot of step {}: {}", rank_, chosen, e.what());
       st.reset();

@@ -8,6 +8,9 @@
 // dp rank stores only its 1/dp share (snapshot/dp_shard.hpp) and a restore all-gathers the shares
 // over the dp group; the first snapshot checks that the replicas really are identical (CRC32C over
 // the group) and falls back to full copies, with a warning, when they are not.
+// Under tp, pp or ZeRO-1 the state handed to start() is the rank's own local state (Trainer::
+// capture_local_state); every snapshot carries its layout tag (snapshot/layout_tag.hpp) and restore()
+// refuses one taken under another layout (all ranks then fall back to the disk checkpoint).
 #pragma once
 #include <condition_variable>
 #include <filesystem>
@@ -23,6 +26,7 @@
 #include "checkpoint/config.hpp"
 #include "parallel/runtime.hpp"
 #include "snapshot/config.hpp"
+#include "snapshot/layout_tag.hpp"
 #include "snapshot/serialize.hpp"
 #include "snapshot/slots.hpp"
 #include "snapshot/wire.hpp"
@@ -33,11 +37,13 @@ class SnapshotHook {
  public:
   // resume = false drops whatever an earlier run left in this rank's slots.
   // ckpt / final_step: the trainer's own disk checkpoints, which the SMP does not persist again.
-  // dp: this rank's data-parallel group; dp_replicated: whether its members capture the same state
-  // (false under pipeline parallelism, where world rank 0 also holds the other stages).
+  // dp: this rank's data-parallel group; layout: this rank's place in the (tp, pp, dp) mesh, whose
+  // tag every snapshot carries; its members capture the same state unless layout.zero1.
+  // Under a per-rank layout (tp, pp or ZeRO-1) rank 0's state is not the whole state, so the SMP does
+  // not persist snapshots to disk (snapshot.persist_every is ignored with a warning).
   SnapshotHook(const snapshot::SnapshotConfig& cfg, const std::string& run_dir, const checkpoint::CheckpointConfig& ckpt,
                int64_t final_step, const parallel::Runtime& runtime, std::shared_ptr<parallel::ProcessGroup> dp,
-               bool dp_replicated, bool resume);
+               const snapshot::RankLayout& layout, bool resume);
   ~SnapshotHook();
 
   // Collective over the world: the newest snapshot held by every rank, if it is newer than the disk
@@ -60,6 +66,7 @@ class SnapshotHook {
   // lacks its bytes or the shares do not assemble.
   std::optional<std::vector<uint8_t>> complete_over_dp(std::optional<std::vector<uint8_t>> raw, int64_t step);
   snapshot::SnapshotConfig cfg_;
+  snapshot::RankLayout layout_;
   std::shared_ptr<parallel::ProcessGroup> world_, dp_;
   bool shard_ = false, checked_ = false;  // storing 1/dp shares; replicas checked identical
   std::vector<int64_t> dp_ranks_;         // world rank of each dp index

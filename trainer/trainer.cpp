@@ -166,13 +166,15 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   fs::create_directories(cfg_.run.dir);
   if (cfg_.snapshot.enabled)  // starts the node's SMP if none runs (trainer/snapshot_hook.hpp)
     snapshot_ = std::make_unique<SnapshotHook>(cfg_.snapshot, cfg_.run.dir, cfg_.checkpoint, cfg_.train.steps,
-                                               *runtime_, mesh_->dp(), /*dp_replicated=*/!pipe_, resume);
+                                               *runtime_, mesh_->dp(), snapshot_layout(), resume);
   if (resume) {
     auto latest = checkpoint::latest_checkpoint(fs::path(cfg_.run.dir) / "checkpoints");
     std::optional<checkpoint::CheckpointState> snap;
     if (snapshot_) snap = snapshot_->restore(latest);  // a snapshot newer than the disk checkpoint wins
     if (snap) {
-      restore_state(*snap, fmt::format("in-memory snapshot of step {}", snap->step));
+      const auto where = fmt::format("in-memory snapshot of step {}", snap->step);
+      if (per_rank_checkpoints()) restore_local_state(*snap, where);  // this rank's own state (same layout)
+      else restore_state(*snap, where);
       spdlog::info("resumed from the in-memory snapshot at step {}", start_step_);
     } else if (latest) {
       restore(latest->string());
@@ -558,7 +560,8 @@ TrainResult Trainer::run(int64_t stop_after) {
     if (metrics) metrics->write(row);
     const bool stopping = stop_after > 0 && done == stop_after;
     if ((cfg_.checkpoint.every > 0 && done % cfg_.checkpoint.every == 0) || done == t.steps || stopping) save(done);
-    if (snapshot_ && snapshot_->due(done)) snapshot_->start(capture_state(done));  // copied in the background
+    if (snapshot_ && snapshot_->due(done))  // copied in the background; tp/pp/ZeRO-1: this rank's own state
+      snapshot_->start(per_rank_checkpoints() ? capture_local_state(done) : capture_state(done));
     res.final_loss = loss;
     res.steps_done = done;
     if (verdict.preempt) {  // every rank saw the flag at the same step: checkpoint and leave cleanly

@@ -59,6 +59,12 @@ class Trainer {
   // local_model = true: the model.* tensors are already this rank's tp parts (per-rank restore).
   void restore_state(const checkpoint::CheckpointState& st, const std::string& where, bool load_optimizer = true,
                      bool local_model = false);
+  // In-memory snapshots under tp, pp or ZeRO-1 (trainer/snapshot_state.cpp): this rank's OWN state
+  // (local parameters, its optimizer state as held, its RNG streams, the run state), no collectives;
+  // restored only by the same rank of the same layout (snapshot_layout(), checked by SnapshotHook).
+  checkpoint::CheckpointState capture_local_state(int64_t step);
+  void restore_local_state(const checkpoint::CheckpointState& st, const std::string& where);
+  snapshot::RankLayout snapshot_layout() const;
 
  private:
   // Disk checkpoints (trainer/checkpoint_io.cpp): synchronous or asynchronous (checkpoint.async);

@@ -47,3 +47,17 @@ TEST_CASE("truncated and corrupted serialized states are refused") {
   REQUIRE_THROWS_WITH(snapshot::deserialize_state(bad.data(), bad.size(), "bad"), Catch::Contains("bad magic"));
   REQUIRE_THROWS_WITH(snapshot::deserialize_state(bytes.data(), 10, "short"), Catch::Contains("too few"));
 }
+
+TEST_CASE("serialization is deterministic: the meta map's order does not vary", "[snapshot]") {
+  // dp replicas compare the CRC32C of their serialized states, so equal states must give equal bytes
+  // (protobuf map fields serialize in hash order unless asked for deterministic output).
+  std::vector<std::vector<uint8_t>> outs;
+  for (int rep = 0; rep < 8; ++rep) {
+    checkpoint::CheckpointState st;
+    st.step = 3;
+    for (int i = 0; i < 24; ++i) st.meta["key" + std::to_string((i * 7 + rep) % 24)] = "v" + std::to_string((i * 7 + rep) % 24);
+    st.tensors["w"] = at::arange(6, at::kFloat);
+    outs.push_back(snapshot::serialize_state(st));
+  }
+  for (const auto& o : outs) REQUIRE(o == outs[0]);
+}
