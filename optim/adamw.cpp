@@ -1,5 +1,6 @@
 #include "optim/adamw.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -46,26 +47,69 @@ void AdamW::step_fused(double lr) {
   }
 }
 
-void AdamW::step(double lr) {
-  torch::NoGradGuard no_grad;
-  ++t_;
-  if (fused_) return step_fused(lr);
+namespace {
+// Elements per slice of the exact CPU path: the slices of p, grad, m, v and the denominator (5 x
+// 256 KiB) stay in a 2 MiB L2 cache between the update's eight element-wise ops, so each tensor
+// crosses memory once per step instead of once per op, and no parameter-sized temporaries are
+// allocated. A multiple of every SIMD width, and ATen's element-wise kernels give each element the
+// same result wherever it sits in a tensor (vector body or scalar tail), so slicing does not change
+// a single bit of the update (tests/optim/test_adamw.cpp checks it against the whole-tensor ops).
+constexpr int64_t kSliceElems = int64_t{1} << 16;
+
+struct AdamWScalars {
+  bool decays;
+  double decay, w1, beta2, w2, bc2_sqrt, eps, step_size;  // step_size = -lr / bc1
+};
+
+// The update on one set of same-shaped tensors; `denom` receives sqrt(v) / bc2_sqrt + eps.
+void adamw_ops(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, at::Tensor& denom,
+               const AdamWScalars& k) {
+  if (k.decays) p.mul_(k.decay);
+  m.lerp_(grad, k.w1);
+  v.mul_(k.beta2).addcmul_(grad, grad, k.w2);
+  at::sqrt_out(denom, v);
+  denom.div_(k.bc2_sqrt).add_(k.eps);
+  p.addcdiv_(m, denom, k.step_size);
+}
+}  // namespace
+
+void AdamW::step_exact(double lr) {
   const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t_)));
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     auto& g = groups_[gi];
+    const AdamWScalars k{g.weight_decay != 0.0, 1.0 - lr * g.weight_decay, 1.0 - beta1_, beta2_, 1.0 - beta2_, bc2_sqrt, eps_, -lr / bc1};
     for (size_t i = 0; i < g.params.size(); ++i) {
       at::Tensor& p = g.params[i];
       const at::Tensor& grad = p.grad();
       if (!grad.defined()) continue;
       at::Tensor &m = m_[gi][i], &v = v_[gi][i];
-      if (g.weight_decay != 0.0) p.mul_(1.0 - lr * g.weight_decay);
-      m.lerp_(grad, 1.0 - beta1_);
-      v.mul_(beta2_).addcmul_(grad, grad, 1.0 - beta2_);
-      auto denom = (v.sqrt() / bc2_sqrt).add_(eps_);
-      p.addcdiv_(m, denom, -lr / bc1);
+      const bool sliceable = p.device().is_cpu() && p.is_contiguous() && grad.is_contiguous() &&
+                             p.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat;
+      if (!sliceable) {  // the same ops on the whole tensors
+        auto denom = at::empty_like(v);
+        adamw_ops(p, grad, m, v, denom, k);
+        continue;
+      }
+      const int64_t n = p.numel();
+      if (!scratch_.defined() || scratch_.numel() < std::min(n, kSliceElems))
+        scratch_ = at::empty({kSliceElems}, v.options());
+      auto pf = p.view({-1}), gf = grad.view({-1}), mf = m.view({-1}), vf = v.view({-1});
+      for (int64_t s = 0; s < n; s += kSliceElems) {
+        const int64_t len = std::min(kSliceElems, n - s);
+        auto ps = pf.narrow(0, s, len), ms = mf.narrow(0, s, len), vs = vf.narrow(0, s, len);
+        auto denom = scratch_.narrow(0, 0, len);
+        adamw_ops(ps, gf.narrow(0, s, len), ms, vs, denom, k);
+      }
     }
   }
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++t_;
+  if (fused_) return step_fused(lr);
+  step_exact(lr);
 }
 
 std::map<std::string, at::Tensor> AdamW::state() const {

@@ -80,3 +80,56 @@ TEST_CASE("AdamW state round-trips", "[optim][adamw]") {
   b.step(1e-2);
   REQUIRE(at::equal(p.detach(), p2.detach()));
 }
+
+TEST_CASE("AdamW's sliced CPU update is bitwise the whole-tensor update (torch's single-tensor AdamW)",
+          "[optim][adamw]") {
+  at::set_num_threads(2);
+  at::manual_seed(3);
+  const double lr = 3e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8;
+  // Sizes around the 65,536-element slice: several slices with a ragged end, exactly one, below one,
+  // a 2-D weight, and a transposed (non-contiguous) parameter that takes the whole-tensor path.
+  std::vector<at::Tensor> init = {at::randn({3 * 65536 + 77}), at::randn({65536}), at::randn({1000}),
+                                  at::randn({300, 700}), at::randn({40, 30}).t()};
+  std::vector<double> decay = {0.1, 0.0, 0.1, 0.1, 0.1};
+  std::vector<ParamGroup> groups;
+  std::vector<at::Tensor> ours, ref, m, v;
+  for (size_t i = 0; i < init.size(); ++i) {
+    ours.push_back(init[i].clone().set_requires_grad(true));
+    if (i == 4) ours.back() = init[i].clone().t().contiguous().t().set_requires_grad(true);
+    ref.push_back(init[i].clone().contiguous());
+    m.push_back(at::zeros_like(ref.back()));
+    v.push_back(at::zeros_like(ref.back()));
+    ParamGroup g;
+    g.names = {"p" + std::to_string(i)};
+    g.params = {ours.back()};
+    g.weight_decay = decay[i];
+    groups.push_back(g);
+  }
+  REQUIRE_FALSE(ours[4].is_contiguous());
+  AdamW opt(groups, b1, b2, eps);
+  for (int t = 1; t <= 6; ++t) {
+    const double bc1 = 1.0 - std::pow(b1, t), bc2_sqrt = std::sqrt(1.0 - std::pow(b2, t));
+    for (size_t i = 0; i < init.size(); ++i) {
+      // Large, small and zero gradients, so the moments span many magnitudes.
+      auto grad = at::randn(init[i].sizes()) * at::pow(10.0, at::randint(-6, 3, init[i].sizes()).to(at::kFloat));
+      grad.masked_fill_(at::rand(init[i].sizes()) < 0.05, 0.0);
+      ours[i].mutable_grad() = grad.clone();
+      // The whole-tensor ops, as torch.optim.AdamW(foreach=False) runs them.
+      auto& p = ref[i];
+      if (decay[i] != 0.0) p.mul_(1.0 - lr * decay[i]);
+      m[i].lerp_(grad, 1.0 - b1);
+      v[i].mul_(b2).addcmul_(grad, grad, 1.0 - b2);
+      p.addcdiv_(m[i], (v[i].sqrt() / bc2_sqrt).add_(eps), -lr / bc1);
+    }
+    opt.step(lr);
+    for (size_t i = 0; i < init.size(); ++i) {
+      INFO("parameter " << i << ", step " << t);
+      REQUIRE(at::equal(ours[i].detach(), ref[i]));
+    }
+  }
+  auto st = opt.state();
+  for (size_t i = 0; i < init.size(); ++i) {
+    REQUIRE(at::equal(st.at("adamw.m.p" + std::to_string(i)), m[i]));
+    REQUIRE(at::equal(st.at("adamw.v.p" + std::to_string(i)), v[i]));
+  }
+}
