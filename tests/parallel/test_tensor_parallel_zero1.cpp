@@ -22,6 +22,7 @@
 #include "parallel/parallelize.hpp"
 #include "parallel/vocab_parallel.hpp"
 #include "tests/parallel/fake_group.hpp"
+#include "tests/support/learnable_rows.hpp"
 
 using namespace strata;
 using parallel::ProcessGroup;
@@ -47,16 +48,7 @@ struct Batches {
 // sees every third position replaced by kMask and predicts the original there (-100 elsewhere),
 // on one batch repeated every step.
 Batches make_batches(int64_t steps, bool mlm) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
-  auto data = at::empty({steps, kBatch, kLen + 1}, at::kLong);
-  auto start = at::randint(2, kVocab, {steps, kBatch}, gen, at::kLong);
-  auto d = data.accessor<int64_t, 3>();
-  auto st = start.accessor<int64_t, 2>();
-  for (int64_t s = 0; s < steps; ++s)
-    for (int64_t b = 0; b < kBatch; ++b) {
-      d[s][b][0] = st[s][b];
-      for (int64_t i = 1; i <= kLen; ++i) d[s][b][i] = (7 * d[s][b][i - 1] + 3) % kVocab;
-    }
+  auto data = testing::learnable_rows(steps, kBatch, kLen, kVocab);
   if (!mlm) return {data.narrow(2, 0, kLen).contiguous(), data.narrow(2, 1, kLen).contiguous()};
   // MLM sees few targets per step: the same batch every step, so 20 steps visibly fit it.
   auto ids = data.narrow(2, 0, kLen)[0].unsqueeze(0).expand({steps, kBatch, kLen}).contiguous();

@@ -27,6 +27,7 @@
 #include "sparsity/sparsifier.hpp"
 #include "tests/parallel/fake_group.hpp"
 #include "tests/support/gloo_ranks.hpp"
+#include "tests/support/learnable_rows.hpp"
 
 using namespace strata;
 using namespace strata::sparsity;
@@ -44,19 +45,7 @@ models::ModelConfig tiny(const std::string& arch) {
 }
 
 // Learnable rows x[i+1] = (7 x[i] + 3) mod V; inputs and next-token targets [steps, kBatch, kLen].
-std::pair<at::Tensor, at::Tensor> batches(int64_t steps) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
-  auto data = at::empty({steps, kBatch, kLen + 1}, at::kLong);
-  auto start = at::randint(2, kVocab, {steps, kBatch}, gen, at::kLong);
-  auto d = data.accessor<int64_t, 3>();
-  auto st = start.accessor<int64_t, 2>();
-  for (int64_t s = 0; s < steps; ++s)
-    for (int64_t b = 0; b < kBatch; ++b) {
-      d[s][b][0] = st[s][b];
-      for (int64_t i = 1; i <= kLen; ++i) d[s][b][i] = (7 * d[s][b][i - 1] + 3) % kVocab;
-    }
-  return {data.narrow(2, 0, kLen).contiguous(), data.narrow(2, 1, kLen).contiguous()};
-}
+std::pair<at::Tensor, at::Tensor> batches(int64_t steps) { return testing::learnable_next_token(steps, kBatch, kLen, kVocab); }
 
 struct Run {
   std::vector<double> loss, sparsity;
