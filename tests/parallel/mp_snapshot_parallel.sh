@@ -109,7 +109,7 @@ expect_log "$tmp/mism.log" "resumed from .*step_5 at step 5"
 echo "layout mismatch: $(grep -o 'the snapshot of step [0-9]* on rank [0-9]* holds .*; not loading it' "$tmp/mism.log" | head -1)"
 
 # (2, 1, 2) with erasure coding and 1/2 dp shares; rank 3 killed.
-at=$((3 + RANDOM % 5))
+at=${STRATA_KILL_AT:-$((3 + RANDOM % 5))}  # STRATA_KILL_AT pins the kill step (to reproduce a run)
 go kill_tp ktp 1 $((base_port + 10)) 3 $at "${tp[@]}" "${ec[@]}" "${no_disk[@]}"
 expect_log "$tmp/kill_tp.log" "each of the 2 dp ranks stores a 1/2 share"
 ! grep -q "states differ" "$tmp/kill_tp.log" || { echo "FAIL: the dp replicas of a tp coordinate captured different states"; exit 1; }
@@ -126,7 +126,7 @@ go ref_pp rpp 2 $((base_port + 20)) -1 0 "${pp[@]}"
 pp_b=$(nbytes "$tmp/ref_pp.log")
 within ref_pp "$pp_b" "$(awk -v f="$full_b" 'BEGIN { print 0.4 * f }')" "$(awk -v f="$full_b" 'BEGIN { print 0.75 * f }')"
 echo "pp = 2: per-rank snapshot bytes $(echo $pp_b | tr ' ' ,) (whole state $full_b)"
-at=$((3 + RANDOM % 5))
+at=${STRATA_KILL_AT:-$((3 + RANDOM % 5))}  # STRATA_KILL_AT pins the kill step (to reproduce a run)
 go kill_pp kpp 1 $((base_port + 30)) 2 $at "${pp[@]}" "${ec[@]}" "${no_disk[@]}"
 expect_log "$tmp/kill_pp.log" "each of the 2 dp ranks stores a 1/2 share"
 ! grep -q "states differ" "$tmp/kill_pp.log" || { echo "FAIL: the dp replicas of a stage captured different states"; exit 1; }
