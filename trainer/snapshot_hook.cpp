@@ -105,13 +105,14 @@ void SnapshotHook::worker() {
     if (quit_) return;
     auto job = std::move(*job_);
     const auto known_crc = job_crc_;
-    const bool shard = shard_;
+    const bool shard = shard_, staged = job_staged_;
     job_.reset();
     lk.unlock();
     const auto t0 = Clock::now();
     std::string error;
     uint64_t stored = job.bytes();
     try {
+      if (staged) stager_.wait();  // the device-to-host copies of this job
       if (shard) {
         const int64_t index = dp_->rank();
         stored = snapshot::shard_size(job.bytes(), static_cast<int64_t>(dp_ranks_.size()), index);
@@ -136,10 +137,17 @@ void SnapshotHook::worker() {
 void SnapshotHook::start(const checkpoint::CheckpointState& captured) {
   checkpoint::CheckpointState st = captured;  // shares the tensors; adds the layout tag
   st.meta[snapshot::kLayoutMeta] = layout_.tag();
+  {  // the previous copy reads the pinned buffers the next staging refills
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !busy_; });
+  }
+  // Device tensors: queued into pinned host buffers on a side stream; the worker waits for them.
+  const bool staged = stager_.stage(st);
   snapshot::PreparedState prepared(st);  // CPU, contiguous: the worker only copies bytes
   std::optional<uint32_t> crc;
   if (shard_ && !checked_) {  // once: are the dp replicas' states really identical? (collective over dp)
     checked_ = true;
+    if (staged) stager_.wait();
     crc = prepared.crc();
     at::Tensor lo = at::full({1}, static_cast<int64_t>(*crc), at::kLong), hi = lo.clone();
     dp_->all_reduce(lo, parallel::ReduceOp::Min)->wait();
@@ -152,9 +160,9 @@ void SnapshotHook::start(const checkpoint::CheckpointState& captured) {
     }
   }
   std::unique_lock lk(mu_);
-  cv_.wait(lk, [&] { return !busy_; });
   job_.emplace(std::move(prepared));
   job_crc_ = crc;
+  job_staged_ = staged;
   busy_ = true;
   cv_.notify_all();
 }

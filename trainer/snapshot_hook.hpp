@@ -1,7 +1,8 @@
 // The trainer's side of in-memory snapshots (recipe `snapshot:`, snapshot/): starts the node's SMP
 // if none runs, copies the training state into this rank's shared-memory slot on a background
 // thread after every `every_steps`-th optimizer step (the next optimizer step waits only if that
-// copy is unfinished; the wait is measured as the snapshot stall), and on --resume finds the newest
+// copy is unfinished; the wait is measured as the snapshot stall; on CUDA the device-to-host copy runs
+// on a side stream into pinned buffers, snapshot/device_stage.hpp), and on --resume finds the newest
 // snapshot every rank holds (its own slot, or its SMP's erasure-coded staging, which is how a lost
 // node comes back) and restores it when it is newer than the newest disk checkpoint.
 // With erasure coding on (and snapshot.shard_dp), the dp replicas' identical states are split: each
@@ -26,6 +27,7 @@
 #include "checkpoint/config.hpp"
 #include "parallel/runtime.hpp"
 #include "snapshot/config.hpp"
+#include "snapshot/device_stage.hpp"
 #include "snapshot/layout_tag.hpp"
 #include "snapshot/serialize.hpp"
 #include "snapshot/slots.hpp"
@@ -78,6 +80,8 @@ class SnapshotHook {
   std::condition_variable cv_;
   std::optional<snapshot::PreparedState> job_;
   std::optional<uint32_t> job_crc_;  // the job's full CRC32C when start() already computed it
+  bool job_staged_ = false;          // the job's device tensors are still being copied (stager_)
+  snapshot::DeviceStager stager_;    // touched by start() only while no job is busy, else by the worker
   bool busy_ = false, quit_ = false;
   std::thread thread_;
   // Totals and the part not yet reported in a metrics row.

@@ -13,6 +13,7 @@
 #include "checkpoint/checkpoint.hpp"
 #include "models/language_model.hpp"
 #include "optim/adamw.hpp"
+#include "snapshot/device_stage.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/tiny_dataset.hpp"
 #include "tests/support/tiny_recipe.hpp"
@@ -202,4 +203,40 @@ TEST_CASE("strata train on CUDA: fp32 follows the CPU run, bf16 learns, resume a
     ++compared;
   }
   CHECK(compared > 10);
+}
+
+TEST_CASE("snapshot staging on CUDA: pinned buffers on a side stream, after the producing work, reused", "[cuda][snapshot]") {
+  if (no_cuda()) return;
+  const at::Device dev(at::kCUDA, 0);
+  at::manual_seed(5);
+  auto a = at::randn({1024, 1024}, at::TensorOptions().device(dev));
+  checkpoint::CheckpointState st;
+  // Queued on the current stream right before staging: the side stream must wait for it.
+  st.tensors["prod"] = at::matmul(a, a);
+  st.tensors["bf16"] = at::randn({33, 17}, at::TensorOptions().device(dev)).to(at::kBFloat16);
+  st.tensors["view"] = at::randn({8, 12}, at::TensorOptions().device(dev)).t();  // non-contiguous
+  st.tensors["cpu"] = at::arange(5, at::kLong);
+  std::map<std::string, at::Tensor> want;
+  for (const auto& [k, v] : st.tensors) want[k] = v;  // the device originals
+  const void* cpu_ptr = st.tensors["cpu"].data_ptr();
+
+  snapshot::DeviceStager stager;
+  REQUIRE(stager.stage(st));
+  stager.wait();
+  for (const auto& [k, v] : st.tensors) {
+    REQUIRE(v.device().is_cpu());
+    if (k != "cpu") CHECK(v.is_pinned());
+    CHECK(at::equal(v, want[k].cpu()));
+  }
+  CHECK(st.tensors["cpu"].data_ptr() == cpu_ptr);
+  CHECK(stager.pinned_bytes() == (1024 * 1024 * 4 + 33 * 17 * 2 + 8 * 12 * 4));
+
+  // The next snapshot refills the same buffers with the new values.
+  const void* buf = st.tensors["prod"].data_ptr();
+  checkpoint::CheckpointState next;
+  next.tensors["prod"] = want["prod"] * 2;
+  REQUIRE(stager.stage(next));
+  stager.wait();
+  CHECK(next.tensors["prod"].data_ptr() == buf);
+  CHECK(at::equal(next.tensors["prod"], (want["prod"] * 2).cpu()));
 }
