@@ -10,7 +10,8 @@
 #   kill_tp  (2, 1, 2), 4 nodes x 1 rank, RS(3, 1), 1/2 dp shares: rank 3 SIGKILLed at a random step,
 #            torchrun restarts, final weights bitwise equal to ref_tp;
 #   ref_pp / kill_pp  the same for (1, 2, 2): per-rank bytes about a stage's share of F (the tied
-#            embedding sits on both ends), rank 2 (stage 1) SIGKILLed, bitwise equal to ref_pp.
+#            embedding sits on both ends), rank 2 (stage 1) SIGKILLed, bitwise equal to ref_pp;
+#   ref_z / kill_z  (2, 1, 2) with ZeRO-1: whole per-rank states (no dp shares), rank 1 SIGKILLed, bitwise.
 source "$(dirname "$0")/mp_common.sh"
 base_port=$((20000 + RANDOM % 12000))  # below the ephemeral range (torchrun --standalone picks from it)
 names=()
@@ -133,4 +134,14 @@ expect_log "$tmp/kill_pp.log" "each of the 2 dp ranks stores a 1/2 share"
 expect_log "$tmp/kill_pp.log" "resuming from the in-memory snapshot of step"
 same_bits "$tmp/kill_pp" "$tmp/ref_pp"
 echo "(1,2,2) rank 2 killed after step $at: $(grep -o 'resuming from the in-memory snapshot of step [0-9]*' "$tmp/kill_pp.log" | head -1), bitwise equal"
+# (2, 1, 2) with ZeRO-1: each dp rank holds its own optimizer pieces, so its state is stored whole (no
+# 1/dp shares); rank 1 (tp 1, dp 0) killed.
+go ref_z rz 2 $((base_port + 40)) -1 0 "${tp[@]}" --set parallel.zero1=true
+at=${STRATA_KILL_AT:-$((3 + RANDOM % 5))}
+go kill_z kz 1 $((base_port + 60)) 1 $at "${tp[@]}" --set parallel.zero1=true "${ec[@]}" "${no_disk[@]}"
+! grep -q "dp ranks stores a 1/2 share" "$tmp/kill_z.log" || { echo "FAIL: ZeRO-1 states were split into dp shares"; exit 1; }
+expect_log "$tmp/kill_z.log" "resuming from the in-memory snapshot of step"
+expect_log "$tmp/kill_z.log" "restored rank 0's own state (.*per-rank state of (tp 0, pp 0, dp 0) under tp=2 pp=1 dp=2 zero1=on"
+same_bits "$tmp/kill_z" "$tmp/ref_z"
+echo "(2,1,2) + ZeRO-1 rank 1 killed after step $at: $(grep -o 'resuming from the in-memory snapshot of step [0-9]*' "$tmp/kill_z.log" | head -1), bitwise equal"
 echo "snapshot_parallel: ok ($(($(date +%s) - t0)) s)"
