@@ -11,59 +11,16 @@
 # With erasure coding (b, c) the 4 ranks form one dp group and each stores a 1/4 share of the state:
 # restores all-gather the shares, and node 0's SMP fetches the other shares to persist rank 0's state.
 source "$(dirname "$0")/mp_common.sh"
-base_port=$((20000 + RANDOM % 12000))  # below the ephemeral range (torchrun --standalone picks from it)
-names=()
-cleanup() {  # stop this test's SMPs (SIGTERM: they unlink their shared memory)
-  for n in "${names[@]}"; do
-    for f in /dev/shm/strata-"$n"-n*.lock; do [ -f "$f" ] && kill "$(cat "$f")" 2> /dev/null || true; done
-  done
-  sleep 0.5
-  [ -n "${STRATA_KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/mp_snapshot_common.sh"
 make_dataset
 snap=(--set train.steps=30 --set train.grad_accum=1 --set train.log_every=1 --set snapshot.enabled=true
       --set snapshot.smp_idle_exit_s=60)
-
-# The launched program: the victim rank, in the first attempt only, is killed with SIGKILL once rank 0
-# has logged KILL_AT steps; with KILL_NODES it also kills those nodes' SMPs and removes their shared memory.
-cat > "$tmp/wrapper.sh" <<WRAP
-#!/usr/bin/env bash
-if [ "\${TORCHELASTIC_RESTART_COUNT:-0}" != 0 ] || [ "\$RANK" != "\$VICTIM" ]; then exec "$bin" "\$@"; fi
-"$bin" "\$@" &
-pid=\$!
-while kill -0 \$pid 2> /dev/null; do
-  if [ -f "\$RUN/metrics.jsonl" ] && [ "\$(wc -l < "\$RUN/metrics.jsonl")" -ge "\$KILL_AT" ]; then
-    for n in \$KILL_NODES; do
-      kill -9 "\$(cat /dev/shm/strata-\$SMP-n\$n.lock)" 2> /dev/null
-      rm -f /dev/shm/strata-\$SMP-n\$n-*
-    done
-    kill -9 \$pid
-    exit 1
-  fi
-  sleep 0.05
-done
-wait \$pid
-WRAP
-chmod +x "$tmp/wrapper.sh"
 
 # go NAME RANKS_PER_NODE PORT [VICTIM KILL_AT KILL_NODES] -- extra --set ...
 go() {
   local name=$1 rpn=$2 port=$3 victim=${4:--1} kill_at=${5:-0} kill_nodes=${6:-}
   shift 6 || shift $#
-  local smp="t$$$name"
-  names+=("$smp")
-  set +e
-  VICTIM=$victim KILL_AT=$kill_at KILL_NODES="$kill_nodes" SMP=$smp RUN="$tmp/$name" STRATA_SNAPSHOT_RANKS_PER_NODE=$rpn \
-    timeout 240 "$venv/bin/torchrun" --standalone --nproc-per-node 4 --max-restarts 1 --monitor-interval 0.2 --no-python \
-    "$tmp/wrapper.sh" train "$recipe" "${common[@]}" "${snap[@]}" --set snapshot.smp_name="$smp" --set snapshot.port="$port" \
-    --set run.dir="$tmp/$name" --resume "$@" > "$tmp/$name.log" 2>&1
-  local rc=$?
-  set -e
-  [ $rc -eq 0 ] || { echo "FAIL: run $name exited $rc"; tail -40 "$tmp/$name.log"; tail -5 "$tmp/$name"/smp-n*.log; exit 1; }
-}
-same_bits() {
-  "$compare" "$1" "$2" 0 || { echo "FAIL: $1 is not bitwise equal to $2"; tail -20 "$1.log"; exit 1; }
+  snap_run "$name" "t$$$name" "$rpn" "$port" "$victim" "$kill_at" "$kill_nodes" "$@"
 }
 ec=(--set snapshot.ec_k=3 --set snapshot.ec_m=1)
 persist=(--set snapshot.persist_every=4)

@@ -13,16 +13,7 @@
 #            embedding sits on both ends), rank 2 (stage 1) SIGKILLed, bitwise equal to ref_pp;
 #   ref_z / kill_z  (2, 1, 2) with ZeRO-1: whole per-rank states (no dp shares), rank 1 SIGKILLed, bitwise.
 source "$(dirname "$0")/mp_common.sh"
-base_port=$((20000 + RANDOM % 12000))  # below the ephemeral range (torchrun --standalone picks from it)
-names=()
-cleanup() {  # stop this test's SMPs (SIGTERM: they unlink their shared memory)
-  for n in "${names[@]}"; do
-    for f in /dev/shm/strata-"$n"-n*.lock; do [ -f "$f" ] && kill "$(cat "$f")" 2> /dev/null || true; done
-  done
-  sleep 0.5
-  [ -n "${STRATA_KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/mp_snapshot_common.sh"
 make_dataset
 # 2 layers (pp = 2 puts one on each stage); 10 steps; global batch 16 = 4 x dp 2 x grad_accum 2.
 snap=(--set model.n_layer=2 --set train.steps=10 --set train.log_every=1 --set snapshot.enabled=true
@@ -38,37 +29,11 @@ ec=(--set snapshot.ec_k=3 --set snapshot.ec_m=1)
 # exercise the in-memory restore this test is about.
 no_disk=(--set checkpoint.every=1000)
 
-# The launched program: the victim rank, in the first attempt only, is SIGKILLed once rank 0 has
-# logged KILL_AT steps.
-cat > "$tmp/wrapper.sh" <<WRAP
-#!/usr/bin/env bash
-if [ "\${TORCHELASTIC_RESTART_COUNT:-0}" != 0 ] || [ "\$RANK" != "\$VICTIM" ]; then exec "$bin" "\$@"; fi
-"$bin" "\$@" &
-pid=\$!
-while kill -0 \$pid 2> /dev/null; do
-  if [ -f "\$RUN/metrics.jsonl" ] && [ "\$(wc -l < "\$RUN/metrics.jsonl")" -ge "\$KILL_AT" ]; then kill -9 \$pid; exit 1; fi
-  sleep 0.05
-done
-wait \$pid
-WRAP
-chmod +x "$tmp/wrapper.sh"
-
 # go NAME SMP RANKS_PER_NODE PORT VICTIM KILL_AT -- extra --set ...
 go() {
   local name=$1 smp="t$$$2" rpn=$3 port=$4 victim=$5 kill_at=$6
   shift 6
-  names+=("$smp")
-  set +e
-  VICTIM=$victim KILL_AT=$kill_at RUN="$tmp/$name" STRATA_SNAPSHOT_RANKS_PER_NODE=$rpn \
-    timeout 120 "$venv/bin/torchrun" --standalone --nproc-per-node 4 --max-restarts 1 --monitor-interval 0.2 --no-python \
-    "$tmp/wrapper.sh" train "$recipe" "${common[@]}" "${snap[@]}" --set snapshot.smp_name="$smp" --set snapshot.port="$port" \
-    --set run.dir="$tmp/$name" --resume "$@" > "$tmp/$name.log" 2>&1
-  local rc=$?
-  set -e
-  [ $rc -eq 0 ] || { echo "FAIL: run $name exited $rc"; tail -40 "$tmp/$name.log"; tail -5 "$tmp/$name"/smp-n*.log; exit 1; }
-}
-same_bits() {
-  "$compare" "$1" "$2" 0 || { echo "FAIL: $1 is not bitwise equal to $2"; tail -20 "$1.log"; exit 1; }
+  snap_run "$name" "$smp" "$rpn" "$port" "$victim" "$kill_at" "" "$@"
 }
 # Every rank's "N snapshots of X MB (B bytes) per rank" line: the B values.
 nbytes() { grep -o 'MB ([0-9]* bytes) per rank' "$1" | grep -o '[0-9]* bytes' | cut -d' ' -f1; }
