@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -190,7 +191,15 @@ class Smp {
     const uint64_t S = layout_.padded_size(max_bytes);
     for (int64_t i = 0; i < n; ++i)
       if (auto r = call(o_.peers[group_first_ + i], {kEncode, 0, v, S}); !r || r->status != 0) return;
-    for (int64_t i = 0; i < n; ++i) call(o_.peers[group_first_ + i], {kCommit, 0, v, 0});
+    for (int64_t i = 0; i < n; ++i) {
+      call(o_.peers[group_first_ + i], {kCommit, 0, v, 0});
+      if (die_round_ == rounds_ + 1 && i + 1 == (n + 1) / 2) {  // test fault: the leader dies between COMMITs
+        spdlog::warn("smp node {}: test fault (STRATA_TEST_SMP_DIE_MID_COMMIT): exiting after committing step {} on "
+                     "nodes {}..{} of {}..{}", o_.node, v, group_first_, group_first_ + i, group_first_, group_first_ + n - 1);
+        spdlog::default_logger()->flush();
+        std::_Exit(9);
+      }
+    }
     ++rounds_;
     spdlog::debug("smp node {}: step {} erasure-coded over nodes {}..{} in {:.3f} s", o_.node, v, group_first_,
                   group_first_ + n - 1, std::chrono::duration<double>(Clock::now() - t0).count());
@@ -369,6 +378,12 @@ class Smp {
   Staged committed_, working_;
   bool rebuilt_ = false;
   int64_t rounds_ = 0;
+  // Fault injection for tests: as the leader, exit in this erasure-coding round (1-based) after
+  // committing the first half of the group, so the group holds two committed versions.
+  int64_t die_round_ = [] {
+    const char* e = std::getenv("STRATA_TEST_SMP_DIE_MID_COMMIT");
+    return e ? std::atoll(e) : 0;
+  }();
 };
 
 }  // namespace

@@ -7,7 +7,9 @@
 #       SMP and its shared memory go; the replacement SMP rebuilds the node's snapshot from the other
 #       nodes' data and parity;
 #   (c) lose m + 1 = 2 nodes: unrecoverable, the run falls back to the disk checkpoint the SMP
-#       persisted (snapshot.persist_every) and says so.
+#       persisted (snapshot.persist_every) and says so;
+#   (d) the erasure-coding leader dies between its COMMIT messages (half the group committed the new
+#       version) and its node is lost: rebuilt at that version from the other three nodes.
 # With erasure coding (b, c) the 4 ranks form one dp group and each stores a 1/4 share of the state:
 # restores all-gather the shares, and node 0's SMP fetches the other shares to persist rank 0's state.
 source "$(dirname "$0")/mp_common.sh"
@@ -60,4 +62,15 @@ expect_log "$tmp/kill_two.log" "falling back to the disk checkpoint"
 expect_log "$tmp/kill_two/smp-n0.log" "persisted snapshot step"
 same_bits "$tmp/kill_two" "$tmp/ref22"
 echo "(c) nodes 1, 2 lost after step $at: $(grep -o 'falling back to the disk checkpoint .*' "$tmp/kill_two.log" | head -1), bitwise equal"
+# (d) the erasure-coding leader (node 0's SMP) dies between the COMMIT messages of its R-th round and
+# node 0 goes with it: nodes 0-1 committed step v, nodes 2-3 hold v encoded but not committed (and
+# the step before committed). The replacement SMP must rebuild node 0 at v from the other three.
+r=$((2 + RANDOM % 3))
+DIE_MID_COMMIT=$r go leader 1 $((base_port + 50)) 0 0 "0" "${ec[@]}"
+expect_log "$tmp/leader/smp-n0.log" "test fault"
+v=$(grep -o 'exiting after committing step [0-9]*' "$tmp/leader/smp-n0.log" | head -1 | grep -o '[0-9]*$')
+expect_log "$tmp/leader/smp-n0.log" "rebuilt 1 ranks (.*) at step $v by erasure coding"
+expect_log "$tmp/leader.log" "resuming from the in-memory snapshot of step"
+same_bits "$tmp/leader" "$tmp/ref22"
+echo "(d) leader SMP died in round $r after committing step $v on nodes 0-1 of 0-3: node 0 $(grep -o 'rebuilt .* in [0-9.]* s' "$tmp/leader/smp-n0.log" | head -1), $(grep -o 'resuming from the in-memory snapshot of step [0-9]*' "$tmp/leader.log" | head -1), bitwise equal"
 echo "snapshot: ok ($(($(date +%s) - t0)) s)"

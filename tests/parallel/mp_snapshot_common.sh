@@ -14,13 +14,20 @@ trap cleanup EXIT
 
 # The launched program: the victim rank, in the first attempt only, is killed with SIGKILL once rank 0
 # has logged KILL_AT steps; with KILL_NODES it also kills those nodes' SMPs and removes their shared memory.
+# With DIE_MID_COMMIT=R the victim's SMP (it starts it) dies in its R-th erasure-coding round between
+# COMMIT messages (STRATA_TEST_SMP_DIE_MID_COMMIT), and the kill follows once that SMP has said so.
 cat > "$tmp/wrapper.sh" <<WRAP
 #!/usr/bin/env bash
 if [ "\${TORCHELASTIC_RESTART_COUNT:-0}" != 0 ] || [ "\$RANK" != "\$VICTIM" ]; then exec "$bin" "\$@"; fi
+[ -n "\${DIE_MID_COMMIT:-}" ] && export STRATA_TEST_SMP_DIE_MID_COMMIT=\$DIE_MID_COMMIT
 "$bin" "\$@" &
 pid=\$!
+due() {
+  if [ -n "\${DIE_MID_COMMIT:-}" ]; then grep -qs "test fault" "\$RUN/smp-n\$KILL_NODES.log"; return; fi
+  [ -f "\$RUN/metrics.jsonl" ] && [ "\$(wc -l < "\$RUN/metrics.jsonl")" -ge "\$KILL_AT" ]
+}
 while kill -0 \$pid 2> /dev/null; do
-  if [ -f "\$RUN/metrics.jsonl" ] && [ "\$(wc -l < "\$RUN/metrics.jsonl")" -ge "\$KILL_AT" ]; then
+  if due; then
     for n in \$KILL_NODES; do
       kill -9 "\$(cat /dev/shm/strata-\$SMP-n\$n.lock)" 2> /dev/null
       rm -f /dev/shm/strata-\$SMP-n\$n-*
@@ -42,6 +49,7 @@ snap_run() {
   names+=("$smp")
   set +e
   VICTIM=$victim KILL_AT=$kill_at KILL_NODES="$kill_nodes" SMP=$smp RUN="$tmp/$name" STRATA_SNAPSHOT_RANKS_PER_NODE=$rpn \
+    DIE_MID_COMMIT="${DIE_MID_COMMIT:-}" \
     timeout 240 "$venv/bin/torchrun" --standalone --nproc-per-node 4 --max-restarts 1 --monitor-interval 0.2 --no-python \
     "$tmp/wrapper.sh" train "$recipe" "${common[@]}" "${snap[@]}" --set snapshot.smp_name="$smp" --set snapshot.port="$port" \
     --set run.dir="$tmp/$name" --resume "$@" > "$tmp/$name.log" 2>&1
