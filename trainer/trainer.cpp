@@ -14,6 +14,7 @@
 #include "checkpoint/checkpoint.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "models/blocks/attention.hpp"
 #include "models/blocks/linear.hpp"
 #include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
@@ -257,21 +258,9 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
     if (dp_) dp->all_reduce(hl, parallel::ReduceOp::Avg)->wait();  // the global batch's mean
     out.push_back({"hessian_loss", hl.cpu().item<double>()});
   } else {
-    // Double backward: the fused/flash attention kernels have no second derivative, so the math
-    // path runs for the refresh.
-    auto& ctx = at::globalContext();
-    const bool flash = ctx.userEnabledFlashSDP(), mem = ctx.userEnabledMemEfficientSDP(), cudnn = ctx.userEnabledCuDNNSDP();
-    ctx.setSDPUseFlash(false);
-    ctx.setSDPUseMemEfficient(false);
-    ctx.setSDPUseCuDNN(false);
-    try {
-      optim::refresh_hutchinson(*opt_, plist, t.grad_accum, [&](int64_t a) { return loss_of(batch_of(a), true); },
-                                hessian_gen_, cfg_.optim.hutchinson_probe, comm);
-    } catch (...) {
-      ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);
-      throw;
-    }
-    ctx.setSDPUseFlash(flash), ctx.setSDPUseMemEfficient(mem), ctx.setSDPUseCuDNN(cudnn);
+    models::MathAttentionScope math_attention;  // double backward: the fused kernels have no second derivative
+    optim::refresh_hutchinson(*opt_, plist, t.grad_accum, [&](int64_t a) { return loss_of(batch_of(a), true); },
+                              hessian_gen_, cfg_.optim.hutchinson_probe, comm);
   }
   // win_rate / hessian_norm of the whole model: summed over tp (tensors every tp rank holds count
   // 1/tp on each) and over the pipeline stages (the tied embedding on the first stage only).

@@ -1,6 +1,7 @@
 #include "models/blocks/attention.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 
 namespace strata::models {
 
@@ -59,6 +60,17 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
   auto y = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout : 0.0, is_causal);
   y = y.transpose(1, 2).reshape({B, T, hq * head_dim});
   return wo(y);
+}
+
+MathAttentionScope::MathAttentionScope() {
+  auto& ctx = at::globalContext();
+  flash_ = ctx.userEnabledFlashSDP(), mem_efficient_ = ctx.userEnabledMemEfficientSDP(), cudnn_ = ctx.userEnabledCuDNNSDP();
+  ctx.setSDPUseFlash(false), ctx.setSDPUseMemEfficient(false), ctx.setSDPUseCuDNN(false);
+}
+
+MathAttentionScope::~MathAttentionScope() {
+  auto& ctx = at::globalContext();
+  ctx.setSDPUseFlash(flash_), ctx.setSDPUseMemEfficient(mem_efficient_), ctx.setSDPUseCuDNN(cudnn_);
 }
 
 }  // namespace strata::models

@@ -28,4 +28,18 @@ TORCH_MODULE(Attention);
 // Applies rotary position embedding (Meta's interleaved-pair layout) to x [B, H, T, hd].
 at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t position_offset = 0);
 
+// While alive, scaled_dot_product_attention takes its math kernel: the flash, memory-efficient and
+// cuDNN kernels have no second derivative, so double backward (Sophia-H's Hessian-vector products)
+// needs it. The user's kernel choice is restored on destruction, also when an exception unwinds.
+class MathAttentionScope {
+ public:
+  MathAttentionScope();
+  ~MathAttentionScope();
+  MathAttentionScope(const MathAttentionScope&) = delete;
+  MathAttentionScope& operator=(const MathAttentionScope&) = delete;
+
+ private:
+  bool flash_, mem_efficient_, cudnn_;
+};
+
 }  // namespace strata::models

@@ -19,6 +19,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "models/blocks/attention.hpp"
 #include "models/language_model.hpp"
 #include "optim/hessian.hpp"
 #include "optim/optimizer.hpp"
@@ -30,7 +31,9 @@
 #include "parallel/tp_hutchinson.hpp"
 #include "parallel/vocab_parallel.hpp"
 #include "tests/parallel/fake_group.hpp"
+#include "tests/parallel/tp_optimizer_setup.hpp"
 #include "tests/support/gloo_ranks.hpp"
+#include "tests/support/learnable_rows.hpp"
 
 using namespace strata;
 
@@ -46,22 +49,8 @@ models::ModelConfig tiny(const std::string& arch) {
   return c;
 }
 
-// Double backward needs SDPA's math kernel (the fused CPU/flash kernels have no second derivative),
-// as Trainer::refresh_hessian arranges for the refresh.
-struct MathSdp {
-  bool flash = at::globalContext().userEnabledFlashSDP(), mem = at::globalContext().userEnabledMemEfficientSDP();
-  MathSdp() { at::globalContext().setSDPUseFlash(false), at::globalContext().setSDPUseMemEfficient(false); }
-  ~MathSdp() { at::globalContext().setSDPUseFlash(flash), at::globalContext().setSDPUseMemEfficient(mem); }
-};
 
-// Learnable rows x[i+1] = (7 x[i] + 3) mod V from random starts: [steps, batch, len + 1].
-at::Tensor learnable_rows(int64_t steps, int64_t batch, int64_t len, int64_t vocab) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(17);
-  auto d = at::empty({steps, batch, len + 1}, at::kLong);
-  d.select(2, 0).copy_(at::randint(2, vocab, {steps, batch}, gen, at::kLong));
-  for (int64_t i = 1; i <= len; ++i) d.select(2, i).copy_((d.select(2, i - 1) * 7 + 3) % vocab);
-  return d;
-}
+using testing::learnable_rows;
 
 using Named = std::vector<std::pair<std::string, at::Tensor>>;
 
@@ -205,7 +194,7 @@ TEST_CASE("the twice-differentiable vocab-parallel cross-entropy: value, gradien
 
 TEST_CASE("Hutchinson at tp = 2, 4: probes are slices of tp = 1's, H u and u * (H u) equal tp = 1",
           "[parallel][tp][sophia][hutchinson]") {
-  MathSdp math;
+  models::MathAttentionScope math;
   struct Case {
     std::string arch;
     bool sp;
@@ -265,29 +254,12 @@ ZeroRun sophia_h_mesh(const models::ModelConfig& cfg, int64_t tp, int64_t dp, bo
     o.sequence_parallel = sp;
     auto plan = parallel::parallelize(*m, tpg, o);
     Named named;
-    std::vector<at::Tensor> params, pieces, owners;
+    std::vector<at::Tensor> params;
     for (const auto& kv : m->named_parameters()) named.emplace_back(kv.key(), kv.value()), params.push_back(kv.value());
     optim::OptimConfig oc;
     oc.name = "sophia", oc.betas = {0.965, 0.99}, oc.rho = 0.05, oc.hessian_interval = k, oc.weight_decay = 0.2;
     oc.hessian_estimator = "hutchinson";
-    auto groups = optim::make_param_groups(named, oc.weight_decay);
-    std::unique_ptr<parallel::DataParallel> reducer;
-    std::unique_ptr<optim::Optimizer> opt;
-    if (zero1) {
-      parallel::DataParallelOptions dpo;
-      dpo.shard_grads = true;
-      dpo.bucket_mb = 0.02;  // several buckets, pieces cut at bucket and rank boundaries
-      reducer = std::make_unique<parallel::DataParallel>(named, dpg, dpo);
-      auto z = std::make_unique<optim::Zero1>(*reducer, groups, [&](std::vector<optim::ParamGroup> g) {
-        return optim::make_optimizer(oc, std::move(g));
-      });
-      pieces = z->shard_params();
-      for (size_t i = 0; i < pieces.size(); ++i) owners.push_back(named.at(z->piece_param(i)).second);
-      opt = std::move(z);
-    } else {
-      if (dp != 1) fail("test: dp = {} needs zero1 here", dp);
-      opt = optim::make_optimizer(oc, groups);
-    }
+    auto [reducer, opt, pieces, owners] = testing::make_tp_optimizer(named, oc, dpg, dp, zero1);
     opt->set_tokens_per_step(static_cast<double>(kBatch * kLen));
     auto ce = [&](const at::Tensor& ids, const at::Tensor& tgt, bool twice) {
       auto logits = m->forward(ids);
@@ -338,7 +310,7 @@ ZeroRun sophia_h_mesh(const models::ModelConfig& cfg, int64_t tp, int64_t dp, bo
 
 TEST_CASE("Sophia-H with (tp, dp) = (2, 2) and ZeRO-1 equals one process: curvature and losses",
           "[parallel][tp][sophia][hutchinson][zero1]") {
-  MathSdp math;
+  models::MathAttentionScope math;
   constexpr int64_t kSteps = 6, kK = 2;
   for (const auto& [arch, sp] : {std::pair<std::string, bool>{"gpt", false}, {"llama", true}}) {
     DYNAMIC_SECTION(arch << (sp ? " sp" : "")) {

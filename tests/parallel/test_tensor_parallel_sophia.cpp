@@ -15,6 +15,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "models/blocks/attention.hpp"
 #include "models/language_model.hpp"
 #include "optim/gnb_sampler.hpp"
 #include "optim/grad_clip.hpp"
@@ -54,14 +55,6 @@ at::Tensor rows_of(int64_t n, uint64_t seed) {
   }
   return d;
 }
-
-// Double backward needs SDPA's math kernel (the fused CPU/flash kernels have no second derivative),
-// as Trainer::refresh_hessian arranges for the refresh.
-struct MathSdp {
-  bool flash = at::globalContext().userEnabledFlashSDP(), mem = at::globalContext().userEnabledMemEfficientSDP();
-  MathSdp() { at::globalContext().setSDPUseFlash(false), at::globalContext().setSDPUseMemEfficient(false); }
-  ~MathSdp() { at::globalContext().setSDPUseFlash(flash), at::globalContext().setSDPUseMemEfficient(mem); }
-};
 
 struct Run {
   std::vector<double> loss, hessian_loss, win_rate, hessian_norm;
@@ -252,7 +245,7 @@ TEST_CASE("Sophia-G at tp = 2 equals tp = 1 for 20 steps (k = 2..5): losses, ref
 
 TEST_CASE("Sophia-H at tp = 2 equals tp = 1 for 20 steps (k = 2, 5): losses, win_rate, m and hc",
           "[parallel][tp][sophia][hutchinson]") {
-  MathSdp math;
+  models::MathAttentionScope math;
   struct Case {
     std::string arch;
     bool sp;

@@ -22,6 +22,7 @@
 #include "parallel/parallelize.hpp"
 #include "parallel/vocab_parallel.hpp"
 #include "tests/parallel/fake_group.hpp"
+#include "tests/parallel/tp_optimizer_setup.hpp"
 #include "tests/support/learnable_rows.hpp"
 
 using namespace strata;
@@ -80,31 +81,14 @@ Curve train(const models::ModelConfig& cfg, const Batches& data, int64_t steps, 
     for (const auto& kv : m->named_parameters()) named.emplace_back(kv.key(), kv.value());
     optim::OptimConfig oc;
     oc.weight_decay = 0.1;
-    auto groups = optim::make_param_groups(named, oc.weight_decay);
-    std::unique_ptr<parallel::DataParallel> reducer;
-    std::unique_ptr<optim::Optimizer> opt;
-    std::vector<at::Tensor> pieces, owners, params;
+    std::vector<at::Tensor> params;
     for (auto& [_, p] : named) params.push_back(p);
-    if (zero1) {
-      parallel::DataParallelOptions dpo;
-      dpo.shard_grads = true;
-      dpo.bucket_mb = 0.02;  // several buckets, pieces cut at bucket and rank boundaries
-      reducer = std::make_unique<parallel::DataParallel>(named, dpg, dpo);
-      auto z = std::make_unique<optim::Zero1>(*reducer, groups, [&](std::vector<optim::ParamGroup> g) {
-        return optim::make_optimizer(oc, std::move(g));
-      });
-      pieces = z->shard_params();
+    auto [reducer, opt, pieces, owners] = testing::make_tp_optimizer(named, oc, dpg, dp, zero1);
+    if (zero1 && r == 0 && d == 0) {
       int64_t held = 0, local = 0;
-      for (size_t k = 0; k < pieces.size(); ++k) {
-        owners.push_back(named.at(z->piece_param(k)).second);
-        held += pieces[k].numel();
-      }
+      for (const auto& p : pieces) held += p.numel();
       for (const auto& p : params) local += p.numel();
-      if (r == 0 && d == 0) out.held_fraction = static_cast<double>(held) / static_cast<double>(local);
-      opt = std::move(z);
-    } else {
-      if (dp != 1) fail("test: dp = {} needs zero1 here", dp);
-      opt = optim::make_optimizer(oc, groups);
+      out.held_fraction = static_cast<double>(held) / static_cast<double>(local);
     }
     const int64_t rows = kBatch / dp;
     for (int64_t s = 0; s < steps; ++s) {
