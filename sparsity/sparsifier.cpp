@@ -13,18 +13,32 @@ namespace strata::sparsity {
 
 Sparsifier::Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64_t total_steps, Accounting acc,
                        std::shared_ptr<parallel::ProcessGroup> shard_group)
-    : cfg_(std::move(cfg)), prunable_(std::move(prunable)), total_steps_(total_steps), acc_(acc),
+    : cfg_(std::move(cfg)), prunable_(std::move(prunable)), total_steps_(total_steps), acc_(std::move(acc)),
       shard_group_(std::move(shard_group)) {
   if (cfg_.method != "static" && cfg_.method != "gradual")
     fail("sparsity.method = '{}' is not one of: none, static, gradual", cfg_.method);
-  if (prunable_.empty()) fail("sparsity.method = {}: the model has no prunable Linear layers inside its blocks", cfg_.method);
   local_group_ = parallel::make_single_rank_group("sparsity");
   if (!shard_group_) shard_group_ = local_group_;
-  for (const auto& p : prunable_) {
-    full_numel_.push_back(full_numel(p.weight, p.shard));
-    prunable_entries_ += full_numel_.back();
+  matrices_ = acc_.matrices;
+  if (matrices_.empty())
+    for (const auto& p : prunable_) matrices_.emplace_back(p.name, full_numel(p.weight, p.shard));
+  if (matrices_.empty()) fail("sparsity.method = {}: the model has no prunable Linear layers inside its blocks", cfg_.method);
+  // Each held matrix in the model's list, in order (a pipeline stage holds a subsequence).
+  held_of_.assign(matrices_.size(), -1);
+  size_t j = 0;
+  for (size_t i = 0; i < prunable_.size(); ++i) {
+    while (j < matrices_.size() && matrices_[j].first != prunable_[i].name) ++j;
+    if (j == matrices_.size())
+      fail("sparsity: prunable matrix '{}' is not in the model's list of {} prunable matrices (or out of order)",
+           prunable_[i].name, matrices_.size());
+    if (matrices_[j].second != full_numel(prunable_[i].weight, prunable_[i].shard))
+      fail("sparsity: prunable matrix '{}' has {} entries at full size here but {} in the model's list", prunable_[i].name,
+           full_numel(prunable_[i].weight, prunable_[i].shard), matrices_[j].second);
+    held_of_[j] = static_cast<int64_t>(i);
+    ++j;
   }
-  zeros_.assign(prunable_.size(), 0);
+  for (const auto& m : matrices_) prunable_entries_ += m.second;
+  zeros_.assign(matrices_.size(), 0);
   keep_.resize(prunable_.size());
   full_keep_.resize(prunable_.size());
   if (cfg_.method == "gradual") {
@@ -33,9 +47,9 @@ Sparsifier::Sparsifier(SparsityConfig cfg, std::vector<Prunable> prunable, int64
     plan_ = plan_gradual(total_steps_, cfg_.sparsity, cfg_.start_fraction, cfg_.end_fraction, cfg_.prune_every, share);
   } else {  // static (SPDF): masks from (seed, name), applied from the start
     torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < matrices_.size(); ++k) zeros_[k] = zeros_for(cfg_.sparsity, matrices_[k].second);
     for (size_t i = 0; i < prunable_.size(); ++i) {
       keep_[i] = random_mask(prunable_[i], cfg_.sparsity, cfg_.seed);
-      zeros_[i] = zeros_for(cfg_.sparsity, full_numel_[i]);
       apply_mask(prunable_[i].weight, keep_[i]);
       gather_full(i);
     }
@@ -52,8 +66,14 @@ int64_t Sparsifier::zeros() const {
 
 std::string Sparsifier::prunable_list() const {
   std::string out;
-  for (const auto& p : prunable_) out += (out.empty() ? "" : ",") + p.name;
+  for (const auto& m : matrices_) out += (out.empty() ? "" : ",") + m.first;
   return out;
+}
+
+bool Sparsifier::holds(const std::string& matrix) const {
+  for (const auto& p : prunable_)
+    if (p.name == matrix) return true;
+  return false;
 }
 
 void Sparsifier::gather_full(size_t i) {
@@ -94,12 +114,14 @@ void Sparsifier::mask_optimizer(optim::Optimizer& opt, bool values, bool grads, 
 }
 
 void Sparsifier::prune_to(double sparsity, optim::Optimizer& opt) {
-  for (size_t i = 0; i < prunable_.size(); ++i) {
-    const int64_t z = zeros_for(sparsity, full_numel_[i]);
-    if (z <= zeros_[i]) continue;
+  for (size_t j = 0; j < matrices_.size(); ++j) {  // other stages' matrices: their count only (same schedule)
+    const int64_t z = zeros_for(sparsity, matrices_[j].second);
+    if (z <= zeros_[j]) continue;
+    zeros_[j] = z;
+    if (held_of_[j] < 0) continue;
+    const size_t i = static_cast<size_t>(held_of_[j]);
     keep_[i] = magnitude_mask(prunable_[i], keep_[i], z, group_of(i));
     gather_full(i);
-    zeros_[i] = z;
     apply_mask(prunable_[i].weight, keep_[i]);
     if (prunable_[i].weight.grad().defined()) apply_mask(prunable_[i].weight.mutable_grad(), keep_[i]);
   }
@@ -170,14 +192,14 @@ void Sparsifier::load_state(const std::map<std::string, at::Tensor>& t, const st
   };
   auto c = get("sparsity.counters").to(at::kDouble).contiguous();
   auto z = get("sparsity.zeros").to(at::kLong).contiguous();
-  if (c.numel() != 6 || z.numel() != static_cast<int64_t>(prunable_.size()))
+  if (c.numel() != 6 || z.numel() != static_cast<int64_t>(matrices_.size()))
     fail("checkpoint '{}': sparsity state holds {} counters and {} matrices; this run has 6 and {} (different model?)", where,
-         c.numel(), z.numel(), prunable_.size());
+         c.numel(), z.numel(), matrices_.size());
   auto cv = c.data_ptr<double>();
   steps_ = cv[0], nonzero_sum_ = cv[1], eff_flops_ = cv[2], current_sparsity_ = cv[3];
   dense_phase_ = cv[4] != 0, masking_ = cv[5] != 0;
+  for (size_t j = 0; j < matrices_.size(); ++j) zeros_[j] = z[static_cast<int64_t>(j)].item<int64_t>();
   for (size_t i = 0; i < prunable_.size(); ++i) {
-    zeros_[i] = z[i].item<int64_t>();
     keep_[i] = full_keep_[i] = at::Tensor();
     if (!masking_) continue;
     const auto& m = get("sparsity.mask." + prunable_[i].name);

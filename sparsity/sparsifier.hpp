@@ -15,6 +15,10 @@
 // masks at construction, pruning events: points every tp rank passes together) it is also gathered
 // into a full CPU matrix over the shard group, so state() holds tp = 1 masks without communication
 // (checkpoints are layout-independent, and any subset of ranks may call it).
+// Under pipeline parallelism a stage holds some of the model's prunable matrices: Accounting::matrices
+// lists all of them (pp = 1 names and full sizes), so the zero counts, sparsity, N_avg, effective
+// FLOPs and the gradual plan are the whole model's (every matrix follows the same schedule, so the
+// other stages' zero counts are known without communication); masks exist for the held matrices only.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -39,6 +43,10 @@ struct Accounting {
   int64_t total_params = 0;
   double flops_per_token = 0;
   double tokens_per_step = 0;
+  // Every prunable matrix of the whole model (name, full numel) in prunable_set order; the
+  // Sparsifier's own prunable set must be a subsequence of it (a pipeline stage's). Empty: the
+  // prunable set is the whole model's.
+  std::vector<std::pair<std::string, int64_t>> matrices;
 };
 
 class Sparsifier {
@@ -54,16 +62,20 @@ class Sparsifier {
   // n_avg (mean nonzero_params over the steps so far), eff_flops_per_token (dense FLOPs minus
   // 6 per pruned weight), eff_flops (cumulative effective training FLOPs).
   std::vector<std::pair<std::string, double>> metrics() const;
-  // Checkpoint entries ("sparsity.*"): masks (full tp = 1 matrices) while masking, per-matrix zero
-  // counts, accumulators. Not collective. load_state slices full masks.
+  // Checkpoint entries ("sparsity.*"): masks (full tp = 1 matrices) of the held matrices while
+  // masking, per-matrix zero counts of the whole model, accumulators. Not collective. load_state
+  // slices full masks and reads only the held matrices' masks.
   std::map<std::string, at::Tensor> state() const;
   void load_state(const std::map<std::string, at::Tensor>& tensors, const std::string& where);
 
-  const std::vector<Prunable>& prunable() const { return prunable_; }
-  std::string prunable_list() const;  // comma-separated names, for run metadata
+  const std::vector<Prunable>& prunable() const { return prunable_; }  // held by this rank
+  // The whole model's prunable matrices (Accounting::matrices, or the held ones): names, full numels.
+  const std::vector<std::pair<std::string, int64_t>>& matrices() const { return matrices_; }
+  std::string prunable_list() const;  // comma-separated names of matrices(), for run metadata
+  bool holds(const std::string& matrix) const;  // `matrix` (e.g. "blocks.0.attn.wq.weight") is in prunable()
   bool masking() const { return masking_; }
   const std::vector<at::Tensor>& masks() const { return keep_; }
-  int64_t zeros() const;              // pruned entries over all (full) prunable matrices
+  int64_t zeros() const;              // pruned entries over all (full) prunable matrices of the model
   int64_t prunable_entries() const { return prunable_entries_; }
   const GradualPlan& plan() const { return plan_; }
 
@@ -72,11 +84,13 @@ class Sparsifier {
   // Masks what `opt` steps (ZeRO-1 pieces or the parameters) and its per-parameter state.
   void mask_optimizer(optim::Optimizer& opt, bool values, bool grads, bool state);
   parallel::ProcessGroup& group_of(size_t i) const;
-  void gather_full(size_t i);  // full_keep_[i] from every shard (collective over the shard group)  // shard group, or a local group for whole tensors
+  void gather_full(size_t i);  // full_keep_[i] from every shard (collective over the shard group)
 
   SparsityConfig cfg_;
   std::vector<Prunable> prunable_;
-  std::vector<int64_t> full_numel_, zeros_;
+  std::vector<std::pair<std::string, int64_t>> matrices_;  // the whole model's
+  std::vector<int64_t> zeros_;         // per matrix of matrices_
+  std::vector<int64_t> held_of_;       // per matrix of matrices_: its index in prunable_, or -1
   std::vector<at::Tensor> keep_;  // bool, like each weight; empty until the first pruning
   std::vector<at::Tensor> full_keep_;  // tp shards only: the full matrix's mask (CPU bool), for state()
   int64_t prunable_entries_ = 0;

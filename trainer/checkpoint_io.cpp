@@ -3,7 +3,8 @@
 //   tp, pp or ZeRO-1: every rank writes its own slices in the sliced format (version 2): its tp part
 //   of each parameter of its pipeline stage and of the matching optimizer state (ZeRO-1: each dp
 //   rank its flat pieces), each element written by exactly one rank, under the (1, 1, 1) names and
-//   global shapes (trainer/checkpoint_slices.hpp); world rank 0 adds counters, RNG and meta.
+//   global shapes (trainer/checkpoint_slices.hpp); world rank 0 adds counters, RNG and meta; under pp
+//   each stage adds its sparsity masks (full tp = 1 matrices) whole.
 // Restoring under tp, pp or ZeRO-1 reads only the slices overlapping what this rank holds, from a
 // checkpoint of any layout; otherwise the whole checkpoint is loaded.
 #include <chrono>
@@ -139,6 +140,13 @@ void Trainer::capture_sliced(int64_t step, checkpoint::CheckpointState& st, std:
     for (const auto& [key, t] : rng_streams())
       if (key.rfind("rng.cpu.pp", 0) != 0 || mesh_->tp()->rank() == 0)
         slices.push_back({key, t.sizes().vec(), checkpoint::Region::whole(t.sizes().vec()), t});
+  // Sparsity masks under pp: world rank 0 saves its stage's with the run state (add_run_state); every
+  // other stage's (tp = 1) masks come whole from its (dp, tp) = (0, 0) rank, so the checkpoint holds
+  // every matrix's mask under its pp = 1 name and resumes under any (tp, pp).
+  if (pipe_ && sparsifier_ && !is_main() && dp0 && mesh_->tp()->rank() == 0)
+    for (const auto& [key, t] : sparsifier_->state())
+      if (key.rfind("sparsity.mask.", 0) == 0)
+        slices.push_back({key, t.sizes().vec(), checkpoint::Region::whole(t.sizes().vec()), t});
   std::map<std::string, at::Tensor> counters;  // non-per-parameter entries: equal on every rank
   if (sliced_optimizer()) {
     auto& zero = dynamic_cast<optim::Zero1&>(*opt_);
@@ -266,6 +274,8 @@ void Trainer::restore(const std::string& dir) {
   for (const auto& [name, info] : r.tensors()) {
     if (name.rfind("model.", 0) == 0) continue;  // below, for the held parameters only
     if (name.rfind("rng.tp_dropout.", 0) == 0 || name.rfind("rng.cpu.pp", 0) == 0) continue;  // restore_rng_streams
+    if (name.rfind("sparsity.mask.", 0) == 0 && !(sparsifier_ && sparsifier_->holds(name.substr(14))))
+      continue;  // another pipeline stage's matrix
     if (name.rfind("optim.", 0) != 0) {
       st.tensors[name] = r.read_full(name);
       continue;

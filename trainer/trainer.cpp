@@ -103,6 +103,10 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   if (cfg_.train.activation_checkpointing)
     spdlog::info("activation checkpointing: {} blocks recompute their forward pass in backward",
                  models::set_activation_checkpointing(*model_, true));
+  // sparsity.method != none: the whole model's parameter and prunable-matrix counts, taken before the
+  // pipeline frees the other stages' parameters (metrics equal pp = 1's; trainer/sparsity_hook.hpp).
+  sparsity::Accounting sparsity_acc;
+  if (cfg_.sparsity.method != "none") sparsity_acc = sparsity_accounting(cfg_, *model_, mesh_->dp()->size(), tp_.get());
   // parallel.pp > 1: keep this rank's chunks only (params_ narrows to them; trainer/pipeline_train.hpp).
   if (cfg_.parallel.pp > 1) pipe_ = std::make_unique<PipelineTrainer>(cfg_, *model_, *mesh_, device_, params_, tp_.get());
   std::set<std::string> linear_weights;  // for optim.decay_rule = linear_only
@@ -150,7 +154,8 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
     spdlog::info("optimizer {} ({} estimator, refresh every {} steps); weight decay rule {}", cfg_.optim.name,
                  opt_->hessian_estimator(), opt_->hessian_interval(), cfg_.optim.decay_rule);
   }
-  sparsifier_ = make_trainer_sparsifier(cfg_, *model_, mesh_->dp()->size(), is_main(), tp_.get());  // sparsity.method != none
+  // sparsity.method != none: masks for this rank's (pipeline stage's) prunable matrices.
+  sparsifier_ = make_trainer_sparsifier(cfg_, *model_, std::move(sparsity_acc), params_, is_main(), tp_.get());
   if (sparsifier_) sync_zero1_pieces();  // static masks zeroed weights that ZeRO-1 had already copied into its pieces
 
   if (cfg_.reweighting.strategy != "none") {  // reweighting/reweighter.hpp; weights over the dp group
