@@ -58,7 +58,7 @@ struct Run {
 // tp x dp mesh; each dp rank takes its rows of the global batch; zero1: optimizer state split over dp.
 Run train(const models::ModelConfig& cfg, const SparsityConfig& sc, int64_t steps, int64_t tp, int64_t dp, bool zero1) {
   const auto [inputs, targets] = batches(steps);
-  Run out{std::vector<double>(steps), std::vector<double>(steps)};
+  Run out{std::vector<double>(steps), std::vector<double>(steps), {}};
   std::vector<std::map<std::string, at::Tensor>> masks_by_dp(dp);
   testing::run_mesh(tp, dp, [&](int64_t r, int64_t d, std::shared_ptr<parallel::ProcessGroup> tpg,
                                 std::shared_ptr<parallel::ProcessGroup> dpg) {
