@@ -8,6 +8,7 @@
 // Restoring under tp, pp or ZeRO-1 reads only the slices overlapping what this rank holds, from a
 // checkpoint of any layout; otherwise the whole checkpoint is loaded.
 #include <chrono>
+#include <string_view>
 #include <filesystem>
 
 #include <ATen/ATen.h>
@@ -274,7 +275,8 @@ void Trainer::restore(const std::string& dir) {
   for (const auto& [name, info] : r.tensors()) {
     if (name.rfind("model.", 0) == 0) continue;  // below, for the held parameters only
     if (name.rfind("rng.tp_dropout.", 0) == 0 || name.rfind("rng.cpu.pp", 0) == 0) continue;  // restore_rng_streams
-    if (name.rfind("sparsity.mask.", 0) == 0 && !(sparsifier_ && sparsifier_->holds(name.substr(14))))
+    constexpr std::string_view kMask = "sparsity.mask.";
+    if (name.rfind(kMask, 0) == 0 && !(sparsifier_ && sparsifier_->holds(name.substr(kMask.size()))))
       continue;  // another pipeline stage's matrix
     if (name.rfind("optim.", 0) != 0) {
       st.tensors[name] = r.read_full(name);
