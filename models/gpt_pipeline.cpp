@@ -25,4 +25,11 @@ at::Tensor Gpt::forward_head(const at::Tensor& x) {
   return head ? head(h) : tok_emb->logits(h);
 }
 
+at::Tensor Gpt::head_features(const at::Tensor& x) { return norm_f(x); }
+
+std::optional<at::Tensor> Gpt::head_weight() {
+  if (head) return head->comm ? std::nullopt : std::optional<at::Tensor>(head->weight);
+  return tok_emb->comm ? std::nullopt : std::optional<at::Tensor>(tok_emb->weight);
+}
+
 }  // namespace strata::models

@@ -25,6 +25,11 @@ class LanguageModel : public torch::nn::Module {
   virtual at::Tensor forward_embed(const at::Tensor& ids) { return no_pipeline("forward_embed"); }
   virtual at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end) { return no_pipeline("forward_layers"); }
   virtual at::Tensor forward_head(const at::Tensor& x) { return no_pipeline("forward_head"); }
+  // The output head split for the fused loss (models/blocks/linear_cross_entropy.hpp):
+  // forward_head(x) == head_features(x) @ (*head_weight())^T. head_weight() is std::nullopt when the
+  // head is not a plain product (BERT's MLM transform and bias, a tensor-parallel head).
+  virtual at::Tensor head_features(const at::Tensor& x) { return no_pipeline("head_features"); }
+  virtual std::optional<at::Tensor> head_weight() { return std::nullopt; }
   // The model cut to its bottom `n_blocks` blocks: embeddings, blocks [0, n_blocks), then the final
   // norm and the output head, all shared with the full model (bert2BERT two-stage pre-training,
   // stage 1: the sampled sub-model). forward_prefix(ids, config().n_layer) == forward(ids);

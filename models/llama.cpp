@@ -55,6 +55,13 @@ at::Tensor Llama::forward_head(const at::Tensor& x) {
   return head ? head(h) : tok_emb->logits(h);
 }
 
+at::Tensor Llama::head_features(const at::Tensor& x) { return norm_f(x); }
+
+std::optional<at::Tensor> Llama::head_weight() {
+  if (head) return head->comm ? std::nullopt : std::optional<at::Tensor>(head->weight);
+  return tok_emb->comm ? std::nullopt : std::optional<at::Tensor>(tok_emb->weight);
+}
+
 at::Tensor Llama::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {
   return forward_prefix(ids, cfg_.n_layer, padding_mask);
 }

@@ -37,6 +37,8 @@ class Llama : public LanguageModel {
   at::Tensor forward_embed(const at::Tensor& ids) override;
   at::Tensor forward_layers(const at::Tensor& x, int64_t begin, int64_t end) override;
   at::Tensor forward_head(const at::Tensor& x) override;
+  at::Tensor head_features(const at::Tensor& x) override;  // the final norm
+  std::optional<at::Tensor> head_weight() override;
   at::Tensor forward_prefix(const at::Tensor& ids, int64_t n_blocks,
                             const std::optional<at::Tensor>& padding_mask = std::nullopt) override;
 

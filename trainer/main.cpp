@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--optimizer", bench.optimizer, "none (forward+backward) | adamw (a full training step)")
       ->check(CLI::IsMember({"none", "adamw"}))
       ->capture_default_str();
+  bench_cmd->add_flag("--fused-loss", bench.fused_loss,
+                      "LM head + cross-entropy in row chunks (models/blocks/linear_cross_entropy.hpp)");
   bench_cmd->add_option("--save-init", bench.save_init,
                         "write the initial weights and the batch to this safetensors file (for the PyTorch reference's --load)");
 

@@ -4,6 +4,8 @@
 #include <iostream>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <fmt/format.h>
@@ -11,6 +13,7 @@
 
 #include "checkpoint/safetensors.hpp"
 #include "core/error.hpp"
+#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/flops.hpp"
 #include "models/language_model.hpp"
 #include "optim/optimizer.hpp"
@@ -53,6 +56,8 @@ double bench_model(const ModelBenchOptions& opt) {
   if (opt.optimizer != "none" && opt.optimizer != "adamw")
     fail("bench-model --optimizer '{}': expected none or adamw", opt.optimizer);
   const auto device = bench_device(opt.device);
+  if (opt.fused_loss && !models::make_model(cfg)->head_weight())
+    fail("bench-model --fused-loss: model.arch '{}' has no plain output projection", cfg.arch);
   const bool bf16 = opt.dtype == "bf16";
   if (bf16 && !device.is_cuda()) fail("bench-model --dtype bf16 needs --device cuda (autocast on CUDA)");
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
@@ -90,8 +95,13 @@ double bench_model(const ModelBenchOptions& opt) {
     for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
     {
       AutocastGuard autocast(bf16);
-      auto logits = model->forward(ids);
-      loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+      if (opt.fused_loss) {
+        auto h = model->head_features(model->forward_layers(model->forward_embed(ids), 0, cfg.n_layer));
+        loss = models::linear_cross_entropy(h, *model->head_weight(), targets);
+      } else {
+        auto logits = model->forward(ids);
+        loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+      }
     }
     loss.backward();
     if (optimizer) optimizer->step(1e-4);
@@ -110,9 +120,13 @@ double bench_model(const ModelBenchOptions& opt) {
   if (device.is_cuda())
     if (auto peak = models::peak_bf16_flops(accelerator_name(device)); peak && bf16)
       mfu = fmt::format(", MFU {:.1f}% of {:.0f} TFLOP/s", 100.0 * flops / *peak, *peak / 1e12);
-  std::cout << fmt::format("strata: {:.1f} tokens/s {} ({}, batch {}, seq {}, {} steps, {:.2f} GFLOP/s{}, {:.1f} ms/step, first loss {:.4f})",
-                           tps, optimizer ? "train step (fwd+bwd+AdamW)" : "forward+backward", where, opt.batch,
-                           opt.seq_len, opt.steps, flops / 1e9, mfu, 1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss)
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: KiB on Linux
+  std::cout << fmt::format("strata: {:.1f} tokens/s {}{} ({}, batch {}, seq {}, {} steps, {:.2f} GFLOP/s{}, {:.1f} ms/step, "
+                           "first loss {:.4f}, peak RSS {:.0f} MiB)",
+                           tps, optimizer ? "train step (fwd+bwd+AdamW)" : "forward+backward",
+                           opt.fused_loss ? " fused loss" : "", where, opt.batch, opt.seq_len, opt.steps, flops / 1e9, mfu,
+                           1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss, ru.ru_maxrss / 1024.0)
             << std::endl;
   return tps;
 }

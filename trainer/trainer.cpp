@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "models/blocks/attention.hpp"
+#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/blocks/linear.hpp"
 #include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
@@ -169,6 +170,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
                  cfg_.reweighting.delta, cfg_.reweighting.token_weighted ? "token-weighted" : "sequence",
                  cfg_.reweighting.burn_in_steps, mesh_->dp()->size(), cfg_.train.micro_batch);
   }
+  fused_loss_ = use_fused_loss();
   fs::create_directories(cfg_.run.dir);
   if (cfg_.snapshot.enabled)  // starts the node's SMP if none runs (trainer/snapshot_hook.hpp)
     snapshot_ = std::make_unique<SnapshotHook>(cfg_.snapshot, cfg_.run.dir, cfg_.checkpoint, cfg_.train.steps,
@@ -193,9 +195,29 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
 at::Tensor Trainer::loss_of(const data::Batch& b, bool twice_differentiable) {
   auto inputs = b.inputs.to(device_, /*non_blocking=*/true), targets = b.targets.to(device_, true);
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
+  if (fused_loss_ && !twice_differentiable) {  // the same function as below, without [N, vocab] tensors
+    const int64_t blocks = prefix_blocks_ > 0 ? prefix_blocks_ : model_->config().n_layer;
+    auto x = model_->forward_layers(model_->forward_embed(inputs), 0, blocks);
+    return models::linear_cross_entropy(model_->head_features(x), *model_->head_weight(), targets);
+  }
   auto logits = prefix_blocks_ > 0 ? model_->forward_prefix(inputs, prefix_blocks_) : model_->forward(inputs);
   if (tp_) return tp_->loss(logits, targets, twice_differentiable);  // this rank's logit shard: vocab-parallel CE
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+}
+
+bool Trainer::use_fused_loss() {
+  if (!cfg_.train.fused_loss) return false;
+  std::string why;
+  if (tp_) why = "parallel.tp > 1 (the vocab-parallel cross-entropy already avoids gathered logits)";
+  else if (pipe_) why = "parallel.pp > 1 (the last stage computes logits)";
+  else if (reweighter_) why = "reweighting needs per-sequence losses";
+  else if (!model_->head_weight()) why = fmt::format("model.arch '{}' has no plain output projection", model_->config().arch);
+  if (why.empty()) {
+    spdlog::info("train.fused_loss: the output head and cross-entropy run in row chunks (no [N, vocab] logits held)");
+    return true;
+  }
+  spdlog::warn("train.fused_loss is set but not used: {}; the loss is computed from full logits", why);
+  return false;
 }
 
 at::Tensor Trainer::train_loss_of(const data::Batch& b, int64_t step, at::Tensor& logged) {

@@ -104,6 +104,10 @@ class Trainer {
   // prefix_blocks_ blocks only (0 = the full model).
   std::unique_ptr<TwoStageHook> two_stage_;
   int64_t prefix_blocks_ = 0;
+  // train.fused_loss where it applies (tp = 1, pp = 1, a plain output head, no reweighting): the
+  // head and the cross-entropy run as models::linear_cross_entropy, never holding [N, vocab] logits.
+  bool fused_loss_ = false;
+  bool use_fused_loss();  // decides fused_loss_ at setup, warning when the recipe's request cannot apply
   at::Tensor loss_of(const data::Batch& b, bool twice_differentiable = false);  // true: Sophia-H under tp
   // The training loss of one micro-batch at `step`: loss_of, or with reweighting the weighted loss;
   // `logged` receives the plain mean cross-entropy (detached) for the step's logged loss.

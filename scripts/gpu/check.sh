@@ -93,6 +93,10 @@ if want bench; then
   PROFILE=1 bench gpt2-124m >"$out/bench_gpt2-124m.txt"
   [ "${PAD_VOCAB:-0}" = 1 ] && PROFILE=1 bench gpt2-124m --set model.vocab_size=50304 >"$out/bench_gpt2-124m-pad.txt"
   bench llama-110m >"$out/bench_llama-110m.txt"
+  # The fused LM head + cross-entropy (train.fused_loss), Strata alone: same shapes as the first line.
+  "$bin" bench-model "$root/recipes/presets/gpt2-124m.yaml" --device cuda --dtype bf16 --optimizer adamw --fused-loss \
+    --batch "$batch" --seq "$seq" --steps "$steps" --warmup 5 >"$out/bench_gpt2-124m-fused.txt" 2>&1
+  note "gpt2-124m bf16 train step with --fused-loss: $(sed -n 's/^strata: \([0-9.]*\) tokens.*\(MFU [0-9.]*%\).*/\1 tok\/s (\2)/p' "$out/bench_gpt2-124m-fused.txt")"
   cat "$out"/bench_*.txt
 fi
 

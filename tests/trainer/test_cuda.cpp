@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "checkpoint/checkpoint.hpp"
+#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/language_model.hpp"
 #include "optim/adamw.hpp"
 #include "snapshot/device_stage.hpp"
@@ -132,6 +133,39 @@ TEST_CASE("bf16 autocast logits stay within bf16 rounding of fp32 on CUDA", "[cu
     const double r = rel(low, ref);
     CHECK(r > 0);  // bf16 really ran
     CHECK(r < 2e-2);
+  }
+}
+
+TEST_CASE("fused linear cross-entropy on CUDA: fp32 equals the plain loss, bf16 within rounding, vocab padded", "[cuda]") {
+  if (no_cuda()) return;
+  for (const bool bf16 : {false, true}) {
+    INFO("bf16 " << bf16);
+    auto a = models::make_model(tiny("gpt")), b = models::make_model(tiny("gpt"));  // vocab 97: padded to 128
+    a->to(at::Device(at::kCUDA, 0));
+    b->to(at::Device(at::kCUDA, 0));
+    a->eval();  // no dropout: both models compute the same function
+    b->eval();
+    auto ids = at::randint(0, 97, {4, 32}, at::kLong).cuda(), t = at::randint(0, 97, {4, 32}, at::kLong).cuda();
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, bf16);
+    auto logits = a->forward(ids);
+    auto ref = at::cross_entropy_loss(logits.view({-1, 97}).to(at::kFloat), t.view({-1}));
+    models::LinearCrossEntropyOptions opt;
+    opt.chunk_rows = 48;
+    auto fused = models::linear_cross_entropy(b->head_features(b->forward_layers(b->forward_embed(ids), 0, 2)),
+                                              *b->head_weight(), t, opt);
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+    CHECK(fused.scalar_type() == at::kFloat);
+    CHECK(std::abs(fused.item<double>() - ref.item<double>()) < (bf16 ? 1e-2 : 1e-5) * ref.item<double>());
+    ref.backward();
+    fused.backward();
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (const auto& kv : pa) {
+      INFO(kv.key());
+      const auto& ga = kv.value().grad();  // absolute floor: the key bias's gradient is zero up to rounding
+      CHECK((pb[kv.key()].grad() - ga).norm().item<double>() <= (bf16 ? 5e-2 : 1e-4) * ga.norm().item<double>() + 1e-5);
+    }
   }
 }
 
