@@ -2,13 +2,13 @@
 # The output head + cross-entropy as one chunked pass (train.fused_loss, models/blocks/linear_cross_entropy)
 # against full logits: training-step tokens/s and the process's peak resident memory of the same model,
 # batch and steps, each in its own process (peak RSS is a per-process high-water mark). Not a test.
-# Environment: PRESET (gpt2-124m), BATCH (4), SEQ (256), STEPS (3), THREADS (all cores), DEVICE (cpu),
+# Environment: PRESET (gpt2-124m), BATCH (4), SEQ (1024), STEPS (2), THREADS (all cores), DEVICE (cpu),
 # DTYPE (fp32; bf16 with DEVICE=cuda).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="${STRATA_BUILD_DIR:-build}/bin/strata"
 [ -x "$bin" ] || { echo "fused_loss.sh: build first ($bin missing)" >&2; exit 1; }
-preset="${PRESET:-gpt2-124m}" batch="${BATCH:-4}" seq="${SEQ:-256}" steps="${STEPS:-3}" threads="${THREADS:-$(nproc)}"
+preset="${PRESET:-gpt2-124m}" batch="${BATCH:-4}" seq="${SEQ:-1024}" steps="${STEPS:-2}" threads="${THREADS:-$(nproc)}"
 args=(bench-model "recipes/presets/$preset.yaml" --batch "$batch" --seq "$seq" --steps "$steps" --threads "$threads"
       --optimizer adamw --device "${DEVICE:-cpu}" --dtype "${DTYPE:-fp32}")
 echo "== $preset: batch $batch x seq $seq, $steps timed steps (+1 warm-up), $threads threads, ${DEVICE:-cpu} ${DTYPE:-fp32}"
