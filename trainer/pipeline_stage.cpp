@@ -59,10 +59,10 @@ at::Tensor ModelPipeStage::forward(int64_t chunk, int64_t mb, const at::Tensor& 
   at::Tensor x = chunk == 0 ? model_.forward_embed(batches_[mb].inputs.to(device_)) : input;
   x = model_.forward_layers(x, range.begin, range.end);
   if (chunk + 1 < static_cast<int64_t>(parts_.size())) return x;
-  auto logits = model_.forward_head(x);
   auto targets = batches_[mb].targets.to(device_);
-  auto loss = loss_fn_ ? loss_fn_(logits, targets)
-                      : at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
+  if (loss_fn_) return loss_fn_(x, targets) / static_cast<double>(batches_.size());
+  auto logits = model_.forward_head(x);
+  auto loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));
   return loss / static_cast<double>(batches_.size());
 }
 

@@ -30,14 +30,16 @@ bool pipeline_holds(models::LanguageModel& model, const std::string& name, const
 std::vector<std::string> pipeline_tied_params(models::LanguageModel& model, int64_t p);
 
 // Runs chunks of `model`: chunk 0 embeds batches[mb].inputs, the last chunk applies the head and
-// returns mean cross-entropy against batches[mb].targets divided by the micro-batch count.
+// returns mean cross-entropy against batches[mb].targets divided by the micro-batch count (or, with a
+// LossFn, that function of the last layer's output).
 class ModelPipeStage : public parallel::PipeStage {
  public:
   ModelPipeStage(models::LanguageModel& model, std::vector<parallel::LayerRange> parts, at::Device device);
   void set_batches(std::vector<data::Batch> batches) { batches_ = std::move(batches); }
-  // Replaces the last chunk's mean cross-entropy, e.g. with a reweighting::Reweighter::loss over the
-  // last stage's dp group; the result is still divided by the micro-batch count.
-  using LossFn = std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& targets)>;
+  // Replaces the head and the mean cross-entropy, e.g. with a reweighting::Reweighter::loss over the
+  // last stage's dp group or the fused head loss; it receives the last layer's output (before the
+  // final norm). The result is still divided by the micro-batch count.
+  using LossFn = std::function<at::Tensor(const at::Tensor& last_layer_out, const at::Tensor& targets)>;
   void set_loss_fn(LossFn fn) { loss_fn_ = std::move(fn); }
   at::Tensor forward(int64_t chunk, int64_t mb, const at::Tensor& input) override;
 

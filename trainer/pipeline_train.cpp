@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "data/sampler.hpp"
 #include "optim/grad_clip.hpp"
+#include "trainer/fused_loss.hpp"
 
 namespace strata::trainer {
 namespace {
@@ -166,7 +167,14 @@ PipelineTrainer::PipelineTrainer(const RunConfig& cfg, models::LanguageModel& mo
   if (cfg.reweighting.strategy != "none") {  // per-sequence losses; from the vocab shard under tp
     reweighter_ = std::make_unique<reweighting::Reweighter>(cfg.reweighting, dp_);
   }
-  stage_->set_loss_fn([this](const at::Tensor& logits, const at::Tensor& targets) {
+  fused_loss_ = cfg.train.fused_loss && fused_loss_blocker(cfg, model).empty();
+  stage_->set_loss_fn([this](const at::Tensor& x, const at::Tensor& targets) {
+    if (fused_loss_ && !custom_loss_) {  // train.fused_loss: no [N, vocab] logits (trainer/fused_loss.hpp)
+      auto loss = fused_head_loss(model_, x, targets);
+      logged_.at(current_mb_) = loss.detach();
+      return loss;
+    }
+    auto logits = model_.forward_head(x);
     if (custom_loss_) {  // loss_pass (Sophia-G's refresh)
       auto loss = custom_loss_(logits, current_mb_);
       logged_.at(current_mb_) = loss.detach();
@@ -372,7 +380,9 @@ double PipelineTrainer::evaluate(data::TrainingData& data, std::vector<std::pair
           pp_->recv(x, (c - 1) % p, kEvalTagBase + c * items + k)->wait();
         }
         x = model_.forward_layers(x, parts_[c].begin, parts_[c].end);
-        if (c == C - 1) {
+        if (c == C - 1 && fused_loss_) {
+          losses[k] = fused_head_loss(model_, x, b.targets.to(device_)).item<double>();  // value only (no grad)
+        } else if (c == C - 1) {
           auto logits = model_.forward_head(x);
           auto targets = b.targets.to(device_);
           losses[k] = (tp_ ? tp_->loss(logits, targets)

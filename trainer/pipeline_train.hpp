@@ -129,6 +129,7 @@ class PipelineTrainer {
   // gradients; returns the summed loss on every rank.
   double run_schedule(std::vector<data::Batch> batches, parallel::DataParallel* dp, bool timed);
   LogitsLoss custom_loss_;              // loss_pass: replaces the last stage's loss while set
+  bool fused_loss_ = false;             // train.fused_loss applies (trainer/fused_loss.hpp)
   std::vector<std::string> tied_names_;  // the tied embedding's names (held by both ends)
   bool first_() const { return pp_->rank() == 0; }
   bool last_() const { return pp_->rank() == pp_->size() - 1; }

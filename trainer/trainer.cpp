@@ -15,7 +15,6 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "models/blocks/attention.hpp"
-#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/blocks/linear.hpp"
 #include "models/activation_checkpoint.hpp"
 #include "models/flops.hpp"
@@ -27,6 +26,7 @@
 #include "optim/sophia.hpp"
 #include "optim/zero1.hpp"
 #include "trainer/device_info.hpp"
+#include "trainer/fused_loss.hpp"
 #include "trainer/hf_interchange.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/sparsity_hook.hpp"
@@ -197,8 +197,7 @@ at::Tensor Trainer::loss_of(const data::Batch& b, bool twice_differentiable) {
   AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
   if (fused_loss_ && !twice_differentiable) {  // the same function as below, without [N, vocab] tensors
     const int64_t blocks = prefix_blocks_ > 0 ? prefix_blocks_ : model_->config().n_layer;
-    auto x = model_->forward_layers(model_->forward_embed(inputs), 0, blocks);
-    return models::linear_cross_entropy(model_->head_features(x), *model_->head_weight(), targets);
+    return fused_head_loss(*model_, model_->forward_layers(model_->forward_embed(inputs), 0, blocks), targets);
   }
   auto logits = prefix_blocks_ > 0 ? model_->forward_prefix(inputs, prefix_blocks_) : model_->forward(inputs);
   if (tp_) return tp_->loss(logits, targets, twice_differentiable);  // this rank's logit shard: vocab-parallel CE
@@ -207,17 +206,13 @@ at::Tensor Trainer::loss_of(const data::Batch& b, bool twice_differentiable) {
 
 bool Trainer::use_fused_loss() {
   if (!cfg_.train.fused_loss) return false;
-  std::string why;
-  if (tp_) why = "parallel.tp > 1 (the vocab-parallel cross-entropy already avoids gathered logits)";
-  else if (pipe_) why = "parallel.pp > 1 (the last stage computes logits)";
-  else if (reweighter_) why = "reweighting needs per-sequence losses";
-  else if (!model_->head_weight()) why = fmt::format("model.arch '{}' has no plain output projection", model_->config().arch);
-  if (why.empty()) {
-    spdlog::info("train.fused_loss: the output head and cross-entropy run in row chunks (no [N, vocab] logits held)");
-    return true;
+  if (auto why = fused_loss_blocker(cfg_, *model_); !why.empty()) {
+    spdlog::warn("train.fused_loss is set but not used: {}; the loss is computed from full logits", why);
+    return false;
   }
-  spdlog::warn("train.fused_loss is set but not used: {}; the loss is computed from full logits", why);
-  return false;
+  spdlog::info("train.fused_loss: the output head and cross-entropy run in row chunks (no [N, vocab] logits held){}",
+               pipe_ ? " on the last pipeline stage" : "");
+  return true;
 }
 
 at::Tensor Trainer::train_loss_of(const data::Batch& b, int64_t step, at::Tensor& logged) {

@@ -104,8 +104,9 @@ class Trainer {
   // prefix_blocks_ blocks only (0 = the full model).
   std::unique_ptr<TwoStageHook> two_stage_;
   int64_t prefix_blocks_ = 0;
-  // train.fused_loss where it applies (tp = 1, pp = 1, a plain output head, no reweighting): the
-  // head and the cross-entropy run as models::linear_cross_entropy, never holding [N, vocab] logits.
+  // train.fused_loss where it applies (tp = 1, a plain output head, no reweighting; trainer/fused_loss.hpp):
+  // the head and the cross-entropy run as models::linear_cross_entropy, never holding [N, vocab] logits.
+  // Under pp the pipeline's last stage does the same (PipelineTrainer asks fused_loss_blocker too).
   bool fused_loss_ = false;
   bool use_fused_loss();  // decides fused_loss_ at setup, warning when the recipe's request cannot apply
   at::Tensor loss_of(const data::Batch& b, bool twice_differentiable = false);  // true: Sophia-H under tp

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#include "core/error.hpp"
+
 namespace strata::models {
 
 AttentionImpl::AttentionImpl(const ModelConfig& cfg, bool is_causal, bool use_rope)
@@ -15,17 +17,25 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, bool is_causal, bool use_ro
   wq->unit = wk->unit = wv->unit = wo->unit = head_dim;  // a tensor-parallel split keeps heads whole
 }
 
-at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t offset) {
-  const int64_t T = x.size(2), hd = x.size(3);
-  auto opts = at::TensorOptions().dtype(at::kFloat).device(x.device());
+RopeTables rope_tables(int64_t T, int64_t hd, double theta, int64_t offset, at::Device device) {
+  auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
   auto inv = at::pow(theta, -at::arange(0, hd, 2, opts) / static_cast<double>(hd));  // [hd/2]
-  auto pos = at::arange(offset, offset + T, opts);
-  auto ang = at::outer(pos, inv);  // [T, hd/2]
-  auto cos = ang.cos(), sin = ang.sin();
-  auto xf = x.to(at::kFloat).reshape({x.size(0), x.size(1), T, hd / 2, 2});
-  auto x0 = xf.select(-1, 0), x1 = xf.select(-1, 1);
-  auto y = at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1);
-  return y.flatten(3).to(x.scalar_type());
+  auto ang = at::outer(at::arange(offset, offset + T, opts), inv);                   // [T, hd/2]
+  auto c = ang.cos(), s = ang.sin();
+  return {at::stack({c, c}, -1).flatten(1), at::stack({-s, s}, -1).flatten(1)};
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const RopeTables& t) {
+  const int64_t T = x.size(2), hd = x.size(3);
+  if (t.cos.size(0) != T || t.cos.size(1) != hd)
+    fail("apply_rope: tables for [{}, {}] but x is [.., {}, {}]", t.cos.size(0), t.cos.size(1), T, hd);
+  auto xf = x.to(at::kFloat);
+  auto swapped = xf.unflatten(-1, {hd / 2, 2}).flip(-1).flatten(-2);  // (x1, x0, x3, x2, ...)
+  return (xf * t.cos + swapped * t.sin).to(x.scalar_type());
+}
+
+at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t offset) {
+  return apply_rope(x, rope_tables(x.size(2), x.size(3), theta, offset, x.device()));
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& key_padding_mask) {
@@ -37,9 +47,13 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
   q = q.view({B, T, hq, head_dim}).transpose(1, 2);
   k = k.view({B, T, hkv, head_dim}).transpose(1, 2);
   v = v.view({B, T, hkv, head_dim}).transpose(1, 2);
-  if (rope) {
-    q = apply_rope(q, rope_theta);
-    k = apply_rope(k, rope_theta);
+  if (rope) {  // the tables depend on T and the device only: computed once, shared by q and k
+    if (rope_T_ != T || rope_device_ != q.device()) {
+      rope_tables_ = rope_tables(T, head_dim, rope_theta, 0, q.device());
+      rope_T_ = T, rope_device_ = q.device();
+    }
+    q = apply_rope(q, rope_tables_);
+    k = apply_rope(k, rope_tables_);
   }
   if (hkv != hq) {
     k = k.repeat_interleave(hq / hkv, 1);

@@ -12,6 +12,13 @@
 
 namespace strata::models {
 
+// RoPE's tables for positions [offset, offset + T), each fp32 [T, hd] in the interleaved-pair
+// layout: cos = (c0, c0, c1, c1, ...), sin = (-s0, s0, -s1, s1, ...) with angle p * theta^(-2i/hd).
+struct RopeTables {
+  at::Tensor cos, sin;
+};
+RopeTables rope_tables(int64_t T, int64_t hd, double theta, int64_t offset, at::Device device);
+
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, bool causal, bool rope);
@@ -22,10 +29,18 @@ class AttentionImpl : public torch::nn::Module {
   int64_t head_dim;
   bool causal, rope;
   double rope_theta, dropout;
+
+ private:
+  // RoPE tables of the last sequence length and device (constants, no gradient), shared by q and k.
+  int64_t rope_T_ = -1;
+  at::Device rope_device_{at::kCPU};
+  RopeTables rope_tables_;
 };
 TORCH_MODULE(Attention);
 
-// Applies rotary position embedding (Meta's interleaved-pair layout) to x [B, H, T, hd].
+// Applies rotary position embedding (Meta's interleaved-pair layout) to x [B, H, T, hd] in fp32:
+// x * cos + swap_pairs(x) * sin, which rounds exactly as (x0 cos - x1 sin, x0 sin + x1 cos).
+at::Tensor apply_rope(const at::Tensor& x, const RopeTables& tables);
 at::Tensor apply_rope(const at::Tensor& x, double theta, int64_t position_offset = 0);
 
 // While alive, scaled_dot_product_attention takes its math kernel: the flash, memory-efficient and

@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-${STRATA_BUILD_DIR:-build}}"
-cmake --build "$build" --target test_tensor_parallel -j "${STRATA_JOBS:-$(nproc)}" >/dev/null
+cmake --build "$build" --target test_tensor_parallel -j "${STRATA_JOBS:-$(nproc)}" >/tmp/strata_bench_tp_build.log 2>&1 ||
+  { tail -30 /tmp/strata_bench_tp_build.log; exit 1; }
 "$build/tests/test_tensor_parallel" "[.bench]" -s | grep -E "^(tp traffic|ring|embedding|step time)"

@@ -85,6 +85,33 @@ TEST_CASE("RoPE preserves norms and q.k depends only on relative position (spec 
   REQUIRE(y[0][0][1][1].item<double>() == Approx(std::sin(1.0)).margin(1e-6));
 }
 
+TEST_CASE("RoPE as x * cos + swap_pairs(x) * sin rounds exactly as the pairwise rotation, values and gradients", "[models][rope]") {
+  // The textbook form (Meta's reference): per pair (x0, x1) -> (x0 c - x1 s, x0 s + x1 c).
+  auto pairwise = [](const at::Tensor& x, double theta, int64_t offset) {
+    const int64_t T = x.size(2), hd = x.size(3);
+    auto opts = at::TensorOptions().dtype(at::kFloat);
+    auto inv = at::pow(theta, -at::arange(0, hd, 2, opts) / static_cast<double>(hd));
+    auto ang = at::outer(at::arange(offset, offset + T, opts), inv);
+    auto cos = ang.cos(), sin = ang.sin();
+    auto xf = x.reshape({x.size(0), x.size(1), T, hd / 2, 2});
+    auto x0 = xf.select(-1, 0), x1 = xf.select(-1, 1);
+    return at::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).flatten(3);
+  };
+  at::manual_seed(4);
+  for (int64_t offset : {0, 5}) {
+    auto x1 = at::randn({2, 3, 9, 16}).set_requires_grad(true), x2 = x1.detach().clone().set_requires_grad(true);
+    auto a = pairwise(x1, 1e4, offset), b = apply_rope(x2, 1e4, offset);
+    CHECK(at::equal(a, b));
+    auto up = at::randn(a.sizes());
+    (a * up).sum().backward();
+    (b * up).sum().backward();
+    CHECK(at::equal(x1.grad(), x2.grad()));
+  }
+  // Tables for the wrong shape are refused.
+  CHECK_THROWS_WITH(apply_rope(at::randn({1, 1, 4, 8}), rope_tables(5, 8, 1e4, 0, at::kCPU)),
+                    Catch::Contains("tables for [5, 8]"));
+}
+
 TEST_CASE("GQA equals multi-head attention with duplicated K/V heads", "[models][attention]") {
   auto cfg = tiny_config("llama");
   cfg.n_kv_head = 2;  // 4 query heads share 2 K/V heads

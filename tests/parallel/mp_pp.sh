@@ -2,7 +2,8 @@
 # Pipeline parallelism through torchrun (the venv's, --no-python): pp = 2 and 4 reproduce the
 # one-process run (per-step losses in metrics.jsonl and final weights, 1e-5) for GPT-2 (tied
 # embedding) and Llama (untied head); GPipe, 1F1B and interleaved 1F1B agree; (pp, dp) = (2, 2)
-# equals (1, 1); a checkpoint written under pp = 2 resumes under pp = 1 and the other way round.
+# equals (1, 1); a checkpoint written under pp = 2 resumes under pp = 1 and the other way round;
+# train.fused_loss on the last stage equals the one-process fused run.
 source "$(dirname "$0")/mp_common.sh"
 make_dataset
 # 4 layers so pp = 4 (and pp = 2 with 2 virtual stages) has a layer per chunk; 8 steps, a checkpoint
@@ -62,6 +63,14 @@ check_same "$tmp/llama_pp4" "$tmp/llama1"
 run 2 4 "$tmp/llama_int" --set parallel.pp=2 --set parallel.schedule=interleaved --set parallel.virtual_stages=2 "${llama[@]}"
 check_same "$tmp/llama_int" "$tmp/llama1"
 
+# train.fused_loss on the last stage (no [N, vocab] logits) reproduces the one-process fused run.
+one "$tmp/gpt1_fused" --set train.fused_loss=true
+run 2 4 "$tmp/gpt_pp2_fused" --set parallel.pp=2 --set train.fused_loss=true
+expect_log "$tmp/gpt_pp2_fused.log" "train.fused_loss: .* on the last pipeline stage"
+check_same "$tmp/gpt_pp2_fused" "$tmp/gpt1_fused"
+one "$tmp/llama1_fused" --set train.fused_loss=true "${llama[@]}"
+run 2 4 "$tmp/llama_pp2_fused" --set parallel.pp=2 --set train.fused_loss=true "${llama[@]}"
+check_same "$tmp/llama_pp2_fused" "$tmp/llama1_fused"
 # Unsupported combinations name their recipe keys.
 if "$bin" train "$recipe" "${common[@]}" "${pp_common[@]}" --set parallel.pp=2 --set parallel.virtual_stages=2 \
      --set run.dir="$tmp/bad" > "$tmp/bad.log" 2>&1; then

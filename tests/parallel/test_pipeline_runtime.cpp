@@ -53,7 +53,7 @@ std::vector<data::Batch> batches_for(int64_t step) {
   std::vector<data::Batch> out;
   for (int64_t mb = 0; mb < kM; ++mb) {
     auto ids = at::randint(0, 50, {kMicro, kSeq + 1}, gen, at::kLong);
-    out.push_back({ids.narrow(1, 0, kSeq).contiguous(), ids.narrow(1, 1, kSeq).contiguous()});
+    out.push_back({ids.narrow(1, 0, kSeq).contiguous(), ids.narrow(1, 1, kSeq).contiguous(), {}, {}, {}});
   }
   return out;
 }
