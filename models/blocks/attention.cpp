@@ -55,7 +55,11 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
     q = apply_rope(q, rope_tables_);
     k = apply_rope(k, rope_tables_);
   }
-  if (hkv != hq) {
+  // Grouped-query attention: without a mask the SDPA kernels read each K/V head for its group of
+  // query heads (enable_gqa; the CPU flash kernel and CUDA's flash kernel support it, same result);
+  // with a mask the K/V heads are repeated, since CUDA's memory-efficient kernel has no GQA.
+  const bool gqa = hkv != hq;
+  if (gqa && key_padding_mask) {
     k = k.repeat_interleave(hq / hkv, 1);
     v = v.repeat_interleave(hq / hkv, 1);
   }
@@ -71,7 +75,8 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const std::optional<at::T
     // 0 * NaN in the next layer would leak it into real tokens: every query also sees itself.
     mask = m | at::eye(T, m.options()).view({1, 1, T, T});
   }
-  auto y = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout : 0.0, is_causal);
+  auto y = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? dropout : 0.0, is_causal, std::nullopt,
+                                           /*enable_gqa=*/gqa && !key_padding_mask);
   y = y.transpose(1, 2).reshape({B, T, hq * head_dim});
   return wo(y);
 }

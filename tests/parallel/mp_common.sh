@@ -36,8 +36,8 @@ run() {  # run NPROC DIR [extra --set ...]
 }
 
 # check_same RUN REF: losses per step and final weights equal within 1e-5.
-check_same() {
-  if ! "$compare" "$1" "$2" 1e-5; then
+check_same() {  # check_same RUN REF [TOLERANCE (1e-5)]
+  if ! "$compare" "$1" "$2" "${3:-1e-5}"; then
     echo "FAIL: $1 differs from $2"; tail -20 "$1.log"; exit 1
   fi
 }

@@ -132,7 +132,9 @@ TEST_CASE("the last pipeline stage computes the reweighted loss through its loss
   trainer::ModelPipeStage stage(*model, parts, at::kCPU);
   stage.set_batches({b, b});  // two micro-batches: the loss is divided by 2
   auto plain = stage.forward(1, 0, stage.forward(0, 0, {})).item<double>();
-  stage.set_loss_fn([&](const at::Tensor& logits, const at::Tensor& targets) { return rw.loss(logits, targets, 0).loss; });
+  // The hook receives the last layer's output; it applies the head itself.
+  stage.set_loss_fn(
+      [&](const at::Tensor& x, const at::Tensor& targets) { return rw.loss(model->forward_head(x), targets, 0).loss; });
   auto got = stage.forward(1, 0, stage.forward(0, 0, {})).item<double>();
   REQUIRE(got == Approx(want / 2).epsilon(1e-6));
   REQUIRE(std::abs(got - plain) > 1e-5);
