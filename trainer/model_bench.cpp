@@ -56,14 +56,14 @@ double bench_model(const ModelBenchOptions& opt) {
   if (opt.optimizer != "none" && opt.optimizer != "adamw")
     fail("bench-model --optimizer '{}': expected none or adamw", opt.optimizer);
   const auto device = bench_device(opt.device);
-  if (opt.fused_loss && !models::make_model(cfg)->head_weight())
-    fail("bench-model --fused-loss: model.arch '{}' has no plain output projection", cfg.arch);
   const bool bf16 = opt.dtype == "bf16";
   if (bf16 && !device.is_cuda()) fail("bench-model --dtype bf16 needs --device cuda (autocast on CUDA)");
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads);
   at::manual_seed(0);
   auto model = models::make_model(cfg);
+  if (opt.fused_loss && !model->head_weight())
+    fail("bench-model --fused-loss: model.arch '{}' has no plain output projection", cfg.arch);
   model->to(device);
   model->train();
   std::unique_ptr<optim::Optimizer> optimizer;
