@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 
 #include "core/error.hpp"
+#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/gpt.hpp"
 
 namespace strata::models {
@@ -27,9 +28,6 @@ at::Tensor Gpt::forward_head(const at::Tensor& x) {
 
 at::Tensor Gpt::head_features(const at::Tensor& x) { return norm_f(x); }
 
-std::optional<at::Tensor> Gpt::head_weight() {
-  if (head) return head->comm ? std::nullopt : std::optional<at::Tensor>(head->weight);
-  return tok_emb->comm ? std::nullopt : std::optional<at::Tensor>(tok_emb->weight);
-}
+std::optional<at::Tensor> Gpt::head_weight() { return plain_output_weight(head, tok_emb); }
 
 }  // namespace strata::models

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/error.hpp"
+#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/init.hpp"
 
 namespace strata::models {
@@ -57,10 +58,7 @@ at::Tensor Llama::forward_head(const at::Tensor& x) {
 
 at::Tensor Llama::head_features(const at::Tensor& x) { return norm_f(x); }
 
-std::optional<at::Tensor> Llama::head_weight() {
-  if (head) return head->comm ? std::nullopt : std::optional<at::Tensor>(head->weight);
-  return tok_emb->comm ? std::nullopt : std::optional<at::Tensor>(tok_emb->weight);
-}
+std::optional<at::Tensor> Llama::head_weight() { return plain_output_weight(head, tok_emb); }
 
 at::Tensor Llama::forward(const at::Tensor& ids, const std::optional<at::Tensor>& padding_mask) {
   return forward_prefix(ids, cfg_.n_layer, padding_mask);

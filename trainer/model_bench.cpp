@@ -13,11 +13,11 @@
 
 #include "checkpoint/safetensors.hpp"
 #include "core/error.hpp"
-#include "models/blocks/linear_cross_entropy.hpp"
 #include "models/flops.hpp"
 #include "models/language_model.hpp"
 #include "optim/optimizer.hpp"
 #include "trainer/device_info.hpp"
+#include "trainer/fused_loss.hpp"
 #include "trainer/recipe.hpp"
 
 namespace strata::trainer {
@@ -96,8 +96,7 @@ double bench_model(const ModelBenchOptions& opt) {
     {
       AutocastGuard autocast(bf16);
       if (opt.fused_loss) {
-        auto h = model->head_features(model->forward_layers(model->forward_embed(ids), 0, cfg.n_layer));
-        loss = models::linear_cross_entropy(h, *model->head_weight(), targets);
+        loss = fused_head_loss(*model, model->forward_layers(model->forward_embed(ids), 0, cfg.n_layer), targets);
       } else {
         auto logits = model->forward(ids);
         loss = at::cross_entropy_loss(logits.view({-1, logits.size(-1)}).to(at::kFloat), targets.view({-1}));

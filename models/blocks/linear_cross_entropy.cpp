@@ -120,6 +120,11 @@ struct LinearCrossEntropyFn : torch::autograd::Function<LinearCrossEntropyFn> {
 
 }  // namespace
 
+std::optional<at::Tensor> plain_output_weight(const Linear& head, const Embedding& tok_emb) {
+  if (head) return head->comm ? std::nullopt : std::optional<at::Tensor>(head->weight);
+  return tok_emb->comm ? std::nullopt : std::optional<at::Tensor>(tok_emb->weight);
+}
+
 at::Tensor linear_cross_entropy(const at::Tensor& features, const at::Tensor& weight, const at::Tensor& targets,
                                 const LinearCrossEntropyOptions& opt) {
   const bool grads = at::GradMode::is_enabled() && (features.requires_grad() || weight.requires_grad());

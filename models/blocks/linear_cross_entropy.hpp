@@ -13,9 +13,18 @@
 #pragma once
 #include <cstdint>
 
+#include <optional>
+
 #include <ATen/core/Tensor.h>
 
+#include "models/blocks/embedding.hpp"
+#include "models/blocks/linear.hpp"
+
 namespace strata::models {
+
+// The weight a causal LM's output head multiplies by: the untied `head`'s (when it is set) or the
+// tied token embedding's; std::nullopt when parallel/ installed a communication hook on it.
+std::optional<at::Tensor> plain_output_weight(const Linear& head, const Embedding& tok_emb);
 
 struct LinearCrossEntropyOptions {
   int64_t ignore_index = -100;

@@ -16,4 +16,4 @@ fi
 if grep -q linuxdoc "$recipe"; then scripts/prep-corpora; else "$bin" prep --input datasets/kjv.txt --out datasets/kjv-byte; fi
 # The result lines lose their log prefix, so bench/run's report (which drops log lines) keeps them.
 "$bin" bench-data "$recipe" --input datasets/kjv.txt --train-steps "${STEPS:-30}" "$@" 2>&1 |
-  sed -E '/ I (bench-data:|  (trainer|loader|prep) )/ s/^[0-9:.]+ I //' 
+  sed -E '/ I (bench-data:|  (trainer|loader|prep) )/ s/^[0-9:.]+ I //'

@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
@@ -78,6 +80,10 @@ TEST_CASE("fused linear cross-entropy: upstream scale, a weight also used elsewh
   CHECK_FALSE(value.requires_grad());
   CHECK(value.item<double>() == Approx(grad_value.item<double>()).epsilon(1e-7));
   CHECK(value.item<double>() == Approx(plain_loss(feats, w4, t).item<double>()).epsilon(1e-6));
+  // No valid target: NaN, as the unfused mean over zero elements.
+  auto none = at::full({18}, -100, at::kLong);
+  CHECK(std::isnan(linear_cross_entropy(feats, w4, none, opt).item<double>()));
+  CHECK(std::isnan(plain_loss(feats, w4, none).item<double>()));
 }
 
 TEST_CASE("fused linear cross-entropy rejects mismatched shapes, naming them", "[models][fused_ce]") {
