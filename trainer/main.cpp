@@ -87,6 +87,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_flag("--fused-loss", bench.fused_loss,
                       "LM head + cross-entropy in row chunks (models/blocks/linear_cross_entropy.hpp)");
+  bench_cmd->add_flag("!--no-cpu-cache", bench.cpu_cache,
+                      "CPU: c10's default allocator instead of Strata's caching one (trainer/cpu_allocator.hpp), for A/B");
   bench_cmd->add_option("--save-init", bench.save_init,
                         "write the initial weights and the batch to this safetensors file (for the PyTorch reference's --load)");
 

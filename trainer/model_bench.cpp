@@ -16,6 +16,7 @@
 #include "models/flops.hpp"
 #include "models/language_model.hpp"
 #include "optim/optimizer.hpp"
+#include "trainer/cpu_allocator.hpp"
 #include "trainer/device_info.hpp"
 #include "trainer/fused_loss.hpp"
 #include "trainer/recipe.hpp"
@@ -60,6 +61,7 @@ double bench_model(const ModelBenchOptions& opt) {
   if (bf16 && !device.is_cuda()) fail("bench-model --dtype bf16 needs --device cuda (autocast on CUDA)");
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads);
+  if (opt.cpu_cache) install_cpu_caching_allocator();
   at::manual_seed(0);
   auto model = models::make_model(cfg);
   if (opt.fused_loss && !model->head_weight())
@@ -89,6 +91,12 @@ double bench_model(const ModelBenchOptions& opt) {
             << std::endl;
   using Clock = std::chrono::steady_clock;
   Clock::time_point start = Clock::now();
+  auto minor_faults = [] {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<int64_t>(ru.ru_minflt);
+  };
+  int64_t faults_start = minor_faults();
   at::Tensor loss;
   double first_loss = 0;
   for (int64_t s = 0; s < opt.warmup + opt.steps; ++s) {
@@ -106,9 +114,10 @@ double bench_model(const ModelBenchOptions& opt) {
     if (optimizer) optimizer->step(1e-4);
     // Reading a value enqueued after the step waits for the device, so the clock brackets finished work.
     if (s == 0) first_loss = loss.item<double>();
-    if (s + 1 == opt.warmup) start = Clock::now();
+    if (s + 1 == opt.warmup) start = Clock::now(), faults_start = minor_faults();
   }
   if (opt.steps > 0) loss.item<double>();
+  const double faults_per_step = double(minor_faults() - faults_start) / double(std::max<int64_t>(opt.steps, 1));
   std::cout << fmt::format("first_loss: {:.9g}", first_loss) << std::endl;
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double tps = opt.steps * opt.batch * opt.seq_len / secs;
@@ -122,10 +131,11 @@ double bench_model(const ModelBenchOptions& opt) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: KiB on Linux
   std::cout << fmt::format("strata: {:.1f} tokens/s {}{} ({}, batch {}, seq {}, {} steps, {:.2f} GFLOP/s{}, {:.1f} ms/step, "
-                           "first loss {:.4f}, peak RSS {:.0f} MiB)",
+                           "first loss {:.4f}, peak RSS {:.0f} MiB, {:.0f} page faults/step{})",
                            tps, optimizer ? "train step (fwd+bwd+AdamW)" : "forward+backward",
                            opt.fused_loss ? " fused loss" : "", where, opt.batch, opt.seq_len, opt.steps, flops / 1e9, mfu,
-                           1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss, ru.ru_maxrss / 1024.0)
+                           1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss, ru.ru_maxrss / 1024.0, faults_per_step,
+                           opt.cpu_cache ? "" : ", no CPU cache")
             << std::endl;
   return tps;
 }

@@ -16,13 +16,14 @@ struct ModelBenchOptions {
   std::string dtype = "fp32";        // fp32 | bf16 (CUDA autocast; weights stay fp32)
   std::string optimizer = "none";    // none | adamw
   bool fused_loss = false;           // the head and loss as models::linear_cross_entropy (train.fused_loss)
+  bool cpu_cache = true;             // Strata's caching CPU allocator (train.cpu_cache; trainer/cpu_allocator.hpp)
   // When set: the initial weights (Strata names) and the batch ("__ids", "__targets") go to this
   // safetensors file, so scripts/bench/models_reference.py --load can start from the same state.
   std::string save_init;
 };
 
 // Prints the resolved model shape, tokens/s, achieved FLOP/s, (on a known GPU) MFU and the process's
-// peak resident memory; returns tokens/s.
+// peak resident memory and minor page faults per timed step; returns tokens/s.
 double bench_model(const ModelBenchOptions& opt);
 
 }  // namespace strata::trainer

@@ -170,6 +170,7 @@ std::vector<Field> build() {
   b.text("train.dtype", M(train.dtype), {"fp32", "bf16"});
   b.boolean("train.activation_checkpointing", M(train.activation_checkpointing));
   b.boolean("train.fused_loss", M(train.fused_loss));
+  b.boolean("train.cpu_cache", M(train.cpu_cache));
   b.text("train.init_from", M(train.init_from));
   b.text("train.on_nonfinite", M(train.on_nonfinite), {"skip", "rollback", "fail"});
   b.integer("train.nonfinite_limit", M(train.nonfinite_limit), 0, kBig);

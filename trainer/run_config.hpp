@@ -34,6 +34,7 @@ struct TrainSection {
   std::string dtype = "fp32";   // fp32 | bf16 (autocast; master weights stay fp32)
   bool activation_checkpointing = false;  // recompute each block in backward (less activation memory)
   bool fused_loss = false;  // LM head + cross-entropy in row chunks (models/blocks/linear_cross_entropy.hpp)
+  bool cpu_cache = true;    // CPU runs: cache freed large tensor buffers (trainer/cpu_allocator.hpp)
   std::string init_from;                  // start from the model weights of a checkpoint or run directory
   std::string on_nonfinite = "skip";      // skip | rollback | fail: a NaN/inf loss or gradient norm (trainer/step_guard.hpp)
   int64_t nonfinite_limit = 5;            // that many non-finite steps in a row stop the run anyway

@@ -27,6 +27,7 @@
 #include "optim/zero1.hpp"
 #include "trainer/device_info.hpp"
 #include "trainer/fused_loss.hpp"
+#include "trainer/cpu_allocator.hpp"
 #include "trainer/hf_interchange.hpp"
 #include "trainer/recipe.hpp"
 #include "trainer/sparsity_hook.hpp"
@@ -41,7 +42,14 @@ at::Device setup_device(const TrainSection& t) {
   at::set_num_threads(std::max(1, threads));
   bool cuda = at::hasCUDA();
   if (t.device == "cuda" && !cuda) fail("train.device = cuda but no CUDA device is available");
-  return (t.device == "cuda" || (t.device == "auto" && cuda)) ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  const at::Device device = (t.device == "cuda" || (t.device == "auto" && cuda)) ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  // On CPU the step's large buffers come back from a cache instead of fresh, zero-filled pages.
+  if (device.is_cpu() && (t.cpu_cache || cpu_caching_allocator_active())) {
+    CpuCacheOptions cache;
+    cache.enabled = t.cpu_cache;
+    install_cpu_caching_allocator(cache);
+  }
+  return device;
 }
 
 namespace {
