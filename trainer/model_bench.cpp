@@ -61,7 +61,7 @@ double bench_model(const ModelBenchOptions& opt) {
   if (bf16 && !device.is_cuda()) fail("bench-model --dtype bf16 needs --device cuda (autocast on CUDA)");
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads);
-  if (opt.cpu_cache) install_cpu_caching_allocator();
+  if (opt.cpu_cache && device.is_cpu()) install_cpu_caching_allocator();  // as the trainer does (CPU runs only)
   at::manual_seed(0);
   auto model = models::make_model(cfg);
   if (opt.fused_loss && !model->head_weight())
@@ -135,7 +135,7 @@ double bench_model(const ModelBenchOptions& opt) {
                            tps, optimizer ? "train step (fwd+bwd+AdamW)" : "forward+backward",
                            opt.fused_loss ? " fused loss" : "", where, opt.batch, opt.seq_len, opt.steps, flops / 1e9, mfu,
                            1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss, ru.ru_maxrss / 1024.0, faults_per_step,
-                           opt.cpu_cache ? "" : ", no CPU cache")
+                           opt.cpu_cache || !device.is_cpu() ? "" : ", no CPU cache")
             << std::endl;
   return tps;
 }
