@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first")->capture_default_str();
   bench_cmd->add_option("--threads", bench.threads, "intra-op threads (0 = all cores)")->capture_default_str();
   bench_cmd->add_option("--device", bench.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  bench_cmd->add_option("--dtype", bench.dtype, "fp32 | bf16 (CUDA autocast)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+  bench_cmd->add_option("--dtype", bench.dtype, "fp32 | bf16 (autocast on the device: CUDA, or CPU with bf16 matmuls)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
   bench_cmd->add_option("--optimizer", bench.optimizer, "none (forward+backward) | adamw (a full training step)")
       ->check(CLI::IsMember({"none", "adamw"}))
       ->capture_default_str();

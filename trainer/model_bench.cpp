@@ -7,7 +7,6 @@
 #include <sys/resource.h>
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <torch/autograd.h>
 
@@ -16,6 +15,7 @@
 #include "models/flops.hpp"
 #include "models/language_model.hpp"
 #include "optim/optimizer.hpp"
+#include "trainer/autocast.hpp"
 #include "trainer/cpu_allocator.hpp"
 #include "trainer/device_info.hpp"
 #include "trainer/fused_loss.hpp"
@@ -33,20 +33,6 @@ at::Device bench_device(const std::string& name) {
   fail("bench-model --device '{}': expected cpu or cuda", name);
 }
 
-struct AutocastGuard {
-  explicit AutocastGuard(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-  }
-  ~AutocastGuard() {
-    if (!on_) return;
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
-  }
-  bool on_;
-};
-
 }  // namespace
 
 double bench_model(const ModelBenchOptions& opt) {
@@ -58,7 +44,6 @@ double bench_model(const ModelBenchOptions& opt) {
     fail("bench-model --optimizer '{}': expected none or adamw", opt.optimizer);
   const auto device = bench_device(opt.device);
   const bool bf16 = opt.dtype == "bf16";
-  if (bf16 && !device.is_cuda()) fail("bench-model --dtype bf16 needs --device cuda (autocast on CUDA)");
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
   at::set_num_threads(threads);
   if (opt.cpu_cache && device.is_cpu()) install_cpu_caching_allocator();  // as the trainer does (CPU runs only)
@@ -102,7 +87,7 @@ double bench_model(const ModelBenchOptions& opt) {
   for (int64_t s = 0; s < opt.warmup + opt.steps; ++s) {
     for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
     {
-      AutocastGuard autocast(bf16);
+      AutocastScope autocast(bf16, device.type());
       if (opt.fused_loss) {
         loss = fused_head_loss(*model, model->forward_layers(model->forward_embed(ids), 0, cfg.n_layer), targets);
       } else {
@@ -123,7 +108,7 @@ double bench_model(const ModelBenchOptions& opt) {
   const double tps = opt.steps * opt.batch * opt.seq_len / secs;
   const double flops = tps * models::flops_per_token(cfg, opt.seq_len);
   std::string where = device.is_cuda() ? fmt::format("{} {}", accelerator_name(device), opt.dtype)
-                                       : fmt::format("{} threads", threads);
+                                       : fmt::format("{} threads{}", threads, bf16 ? " bf16" : "");
   std::string mfu;
   if (device.is_cuda())
     if (auto peak = models::peak_bf16_flops(accelerator_name(device)); peak && bf16)

@@ -13,7 +13,7 @@ struct ModelBenchOptions {
   std::vector<std::string> overrides;
   int64_t batch = 2, seq_len = 64, steps = 3, warmup = 1, threads = 0;
   std::string device = "cpu";        // cpu | cuda
-  std::string dtype = "fp32";        // fp32 | bf16 (CUDA autocast; weights stay fp32)
+  std::string dtype = "fp32";        // fp32 | bf16 (autocast on CUDA or CPU; weights stay fp32)
   std::string optimizer = "none";    // none | adamw
   bool fused_loss = false;           // the head and loss as models::linear_cross_entropy (train.fused_loss)
   bool cpu_cache = true;             // Strata's caching CPU allocator (train.cpu_cache; trainer/cpu_allocator.hpp)

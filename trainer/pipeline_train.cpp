@@ -6,13 +6,13 @@
 #include <fmt/format.h>
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 #include <torch/autograd.h>
 
 #include "core/error.hpp"
 #include "data/sampler.hpp"
 #include "optim/grad_clip.hpp"
+#include "trainer/autocast.hpp"
 #include "trainer/fused_loss.hpp"
 
 namespace strata::trainer {
@@ -22,23 +22,6 @@ namespace {
 // helpers; evaluation and checkpoint gathers use their own ranges above.
 constexpr int64_t kEvalTagBase = int64_t{1} << 29;
 constexpr int64_t kGatherTagBase = int64_t{1} << 30;
-
-// bf16 autocast on CUDA for the pipeline's forwards, as the pp = 1 loop does.
-struct Autocast {
-  bool on;
-  explicit Autocast(bool enable) : on(enable) {
-    if (on) {
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-    }
-  }
-  ~Autocast() {
-    if (on) {
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
-    }
-  }
-};
 
 // Named tensors point-to-point: a [2] length message, an int64 header (dtype, ndim, dims per
 // tensor), the names as bytes ('\n'-separated), then each tensor. All on `device` (Gloo: CPU; NCCL:
@@ -267,7 +250,7 @@ double PipelineTrainer::run_schedule(std::vector<data::Batch> batches, parallel:
   if (dp) dp->set_sync(false);  // gradients stay local while micro-batches accumulate
   parallel::PipeStepResult res;
   {
-    Autocast autocast(t.dtype == "bf16" && device_.is_cuda());
+    AutocastScope autocast(t.dtype == "bf16", device_.type());
     res = runtime_->run_step(tracking);
   }
   if (timed && steps_run_++ > 0) {  // the first step in this process warms up allocators and connections
@@ -365,7 +348,7 @@ double PipelineTrainer::evaluate(data::TrainingData& data, std::vector<std::pair
   std::vector<std::shared_ptr<parallel::Work>> works;
   const std::vector<int64_t>& shape = act_shape_;  // [mb, seq (/ tp with sequence parallelism), d]
   {
-    Autocast autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
+    AutocastScope autocast(cfg_.train.dtype == "bf16", device_.type());
     // Forward-only pipelining: each rank runs its chunks in order over every item; sends are posted
     // and not waited on until the end, so a rank moves to the next item while its peer computes.
     for (int64_t c = r; c < C; c += p) {

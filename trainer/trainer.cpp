@@ -7,7 +7,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/Context.h>
 #include <torch/autograd.h>
 
@@ -25,6 +24,7 @@
 #include "optim/schedule.hpp"
 #include "optim/sophia.hpp"
 #include "optim/zero1.hpp"
+#include "trainer/autocast.hpp"
 #include "trainer/cpu_allocator.hpp"
 #include "trainer/device_info.hpp"
 #include "trainer/fused_loss.hpp"
@@ -53,23 +53,6 @@ at::Device setup_device(const TrainSection& t) {
 }
 
 namespace {
-
-// bf16 autocast on CUDA for the forward pass; master weights and optimizer state stay fp32.
-struct AutocastScope {
-  bool on;
-  AutocastScope(bool enable) : on(enable) {
-    if (on) {
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-    }
-  }
-  ~AutocastScope() {
-    if (on) {
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
-    }
-  }
-};
 
 }  // namespace
 
@@ -202,7 +185,7 @@ Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
 
 at::Tensor Trainer::loss_of(const data::Batch& b, bool twice_differentiable) {
   auto inputs = b.inputs.to(device_, /*non_blocking=*/true), targets = b.targets.to(device_, true);
-  AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
+  AutocastScope autocast(cfg_.train.dtype == "bf16", device_.type());
   if (fused_loss_ && !twice_differentiable) {  // the same function as below, without [N, vocab] tensors
     const int64_t blocks = prefix_blocks_ > 0 ? prefix_blocks_ : model_->config().n_layer;
     return fused_head_loss(*model_, model_->forward_layers(model_->forward_embed(inputs), 0, blocks), targets);
@@ -230,7 +213,7 @@ at::Tensor Trainer::train_loss_of(const data::Batch& b, int64_t step, at::Tensor
     return loss;
   }
   auto inputs = b.inputs.to(device_, true), targets = b.targets.to(device_, true);
-  AutocastScope autocast(cfg_.train.dtype == "bf16" && device_.is_cuda());
+  AutocastScope autocast(cfg_.train.dtype == "bf16", device_.type());
   auto logits = prefix_blocks_ > 0 ? model_->forward_prefix(inputs, prefix_blocks_) : model_->forward(inputs);
   // Per-sequence CE in fp32 (from the vocab shard under tp); one all-gather over dp.
   auto r = tp_ ? reweighter_->loss(tp_->sequence_losses(logits, targets), step) : reweighter_->loss(logits, targets, step);
@@ -279,7 +262,7 @@ std::vector<std::pair<std::string, double>> Trainer::refresh_hessian(int64_t ste
   } else if (opt_->hessian_estimator() == "gnb") {
     auto logits_of = [&](int64_t a) {
       auto inputs = batch_of(a).inputs.to(device_, true);
-      AutocastScope autocast(t.dtype == "bf16" && device_.is_cuda());
+      AutocastScope autocast(t.dtype == "bf16", device_.type());
       return model_->forward(inputs);
     };
     at::Tensor hl = at::full({1}, optim::refresh_gnb(*opt_, plist, t.grad_accum, logits_of, hessian_gen_,

@@ -2,8 +2,8 @@
 """PyTorch-eager reference for scripts/bench/models.sh: the same GPT-2 or Llama shape as Strata's
 models (pre-LN GPT-2 with tied embeddings and tanh GELU; Llama with RMSNorm, interleaved RoPE,
 SwiGLU, GQA), timed for forward+backward on random tokens with the same threads, batch and
-sequence length. Prints tokens/s. On CUDA (--device cuda) with --dtype bf16 it runs under autocast
-like Strata's trainer, and --optimizer adamw adds torch.optim.AdamW(fused=True), so a step is a full
+sequence length. Prints tokens/s. With --dtype bf16 it runs under bf16 autocast on its device (CUDA
+or CPU) like Strata's trainer, and --optimizer adamw adds torch.optim.AdamW(fused=True), so a step is a full
 training step (scripts/gpu/check.sh).
 """
 import argparse
@@ -156,7 +156,7 @@ def main():
     start = time.perf_counter()
     for s in range(a.warmup + a.steps):
         m.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+        with torch.autocast(a.device, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
             logits = m(ids)
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1))
         loss.backward()
@@ -176,7 +176,7 @@ def main():
         with profile(activities=acts) as prof:
             for _ in range(3):
                 m.zero_grad(set_to_none=True)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+                with torch.autocast(a.device, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
                     logits = m(ids)
                 F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1)).backward()
                 if opt is not None:
@@ -185,7 +185,7 @@ def main():
         key = "self_cuda_time_total" if a.device == "cuda" else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=60))
     kind = "train step (fwd+bwd+AdamW)" if opt is not None else "forward+backward"
-    where = f"{torch.cuda.get_device_name()} {a.dtype}" if a.device == "cuda" else f"{a.threads} threads"
+    where = f"{torch.cuda.get_device_name()} {a.dtype}" if a.device == "cuda" else f"{a.threads} threads" + (" bf16" if a.dtype == "bf16" else "")
     print(f"pytorch: {a.steps * a.batch * a.seq / secs:.1f} tokens/s {kind} ({where}, "
           f"{n} parameters, torch {torch.__version__}, {1e3 * secs / max(a.steps, 1):.1f} ms/step)")
 
