@@ -34,13 +34,16 @@ for mode in never killed; do
 done
 # (3) A hung rank: rank 1 of 3 is stopped (SIGSTOP) mid-training, so its connections stay open and
 # nothing fails fast; ranks 0 and 2 time out in the same collective and report, through the store,
-# that they reached it and rank 1 did not.
+# that they reached it and rank 1 did not. Rank 1 is stopped once it has logged training steps (not
+# after a fixed time: on a loaded machine start-up alone can take that long, and a rank stopped while
+# the groups are being created gives a different error).
 cat > "$tmp/stopper.sh" <<WRAP
 #!/usr/bin/env bash
 if [ "\$RANK" = 1 ]; then
-  "$bin" "\$@" > "$tmp/rank1_stopped.log" 2>&1 &
+  STRATA_LOG_ALL_RANKS=1 "$bin" "\$@" > "$tmp/rank1_stopped.log" 2>&1 &
   pid=\$!
-  sleep 6; kill -STOP \$pid; sleep 25; kill -9 \$pid; wait \$pid 2> /dev/null; exit 0
+  for i in \$(seq 300); do grep -q " step " "$tmp/rank1_stopped.log" 2> /dev/null && break; sleep 0.2; done
+  sleep 1; kill -STOP \$pid; sleep 25; kill -9 \$pid; wait \$pid 2> /dev/null; exit 0
 fi
 exec "$bin" "\$@"
 WRAP
@@ -52,6 +55,7 @@ timeout 90 "$venv/bin/torchrun" --standalone --nproc-per-node 3 --no-python "$tm
 rc=$?
 set -e
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "FAIL (stopped): exit $rc"; tail -20 "$tmp/stopped.log"; exit 1; }
+grep -q "ranks that reached" "$tmp/stopped.log" || { echo "(stopped) errors logged:"; grep -E " E " "$tmp/stopped.log" | head -5; }
 expect_log "$tmp/stopped.log" "timed out after 6 s"
 expect_log "$tmp/stopped.log" "ranks that reached all_reduce #[0-9]* of this group: \[0, 2\]; not reached within 3 s more: \[1\]"
 echo "stopped: $(grep -m1 'ranks that reached' "$tmp/stopped.log" | grep -o 'ranks that reached.*' | cut -c1-200)"
