@@ -18,13 +18,13 @@ llama=(--set model.arch=llama --set model.n_kv_head=1 --set model.multiple_of=16
 one() {  # one DIR [extra --set ...]: one process, grad_accum 4
   local dir=$1; shift
   "$bin" train "$recipe" "${common[@]}" "${c3[@]}" --set train.grad_accum=4 --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: one process exited $?"; tail -30 "$dir.log"; exit 1; }
+    > "$dir.log" 2>&1 || { echo "FAIL: one process exited $?"; show_log "$dir.log"; exit 1; }
 }
 run() {  # run NPROC GRAD_ACCUM DIR [extra --set ...]: tp = pp = 2, dp = NPROC / 4
   local n=$1 ga=$2 dir=$3; shift 3
   STRATA_BIN="$bin" "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" "${c3[@]}" \
     --set parallel.tp=2 --set parallel.pp=2 --set train.grad_accum="$ga" --set run.dir="$dir" "$@" > "$dir.log" 2>&1 \
-    || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
+    || { echo "FAIL: torchrun -n $n exited $?"; show_log "$dir.log"; exit 1; }
 }
 # check_norms RUN REF: the logged gradient norms (computed before clipping at optim.grad_clip = 1, so
 # every step here clips) agree within 1e-5 relative: tp shards, replicated tensors and stages each count once.

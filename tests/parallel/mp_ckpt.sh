@@ -8,7 +8,7 @@ make_dataset
 run() {  # run NPROC GRAD_ACCUM DIR [extra --set ...]
   local n=$1 ga=$2 dir=$3; shift 3
   "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" --set train.grad_accum="$ga" --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n ($dir) exited $?"; show_log "$dir.log"; exit 1; }
 }
 STRATA_BIN="$bin" run 2 2 "$tmp/z2" --set parallel.zero1=true --set parallel.bucket_mb=0.01 --set checkpoint.every=10 \
   --set checkpoint.async=true

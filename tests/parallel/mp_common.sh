@@ -10,6 +10,14 @@ trap 'rm -rf "$tmp"' EXIT
 export STRATA_LOG_LEVEL=info
 export OMP_NUM_THREADS=1
 
+# show_log FILE: on a failure, the errors the ranks logged (spdlog's " E " lines, which torchrun's
+# summary at the end of the file buries), then the file's tail.
+show_log() {
+  grep -E " E |rror" "$1" | grep -v "^ *error_file\|errors.html" | head -12 || true
+  echo "---- tail of $1:"
+  tail -30 "$1"
+}
+
 make_dataset() {
   for i in $(seq 1 1500); do
     echo "Verse $i: and the $((i * 7919 % 997)) sheep went over the $((i % 13)) hills, saying words of number $((i * 31 % 101))."
@@ -32,15 +40,15 @@ reference() { "$bin" train "$recipe" "${common[@]}" --set train.grad_accum=4 --s
 run() {  # run NPROC DIR [extra --set ...]
   local n=$1 dir=$2; shift 2
   "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
+    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; show_log "$dir.log"; exit 1; }
 }
 
 # check_same RUN REF: losses per step and final weights equal within 1e-5.
 check_same() {  # check_same RUN REF [TOLERANCE (1e-5)]
   if ! "$compare" "$1" "$2" "${3:-1e-5}"; then
-    echo "FAIL: $1 differs from $2"; tail -20 "$1.log"; exit 1
+    echo "FAIL: $1 differs from $2"; show_log "$1.log"; exit 1
   fi
 }
 
 # expect_log FILE PATTERN: the log holds the pattern.
-expect_log() { grep -q -- "$2" "$1" || { echo "FAIL: '$2' not in $1:"; tail -30 "$1"; exit 1; }; }
+expect_log() { grep -q -- "$2" "$1" || { echo "FAIL: '$2' not in $1:"; show_log "$1"; exit 1; }; }

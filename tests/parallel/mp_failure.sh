@@ -24,8 +24,8 @@ for mode in never killed; do
   rc=$?
   set -e
   took=$(($(date +%s) - start))
-  [ $rc -ne 0 ] || { echo "FAIL ($mode): the job exited 0"; tail -20 "$tmp/$mode.log"; exit 1; }
-  [ $rc -ne 124 ] || { echo "FAIL ($mode): the job hung (killed after 90 s)"; tail -20 "$tmp/$mode.log"; exit 1; }
+  [ $rc -ne 0 ] || { echo "FAIL ($mode): the job exited 0"; show_log "$tmp/$mode.log"; exit 1; }
+  [ $rc -ne 124 ] || { echo "FAIL ($mode): the job hung (killed after 90 s)"; show_log "$tmp/$mode.log"; exit 1; }
   [ $took -le 40 ] || { echo "FAIL ($mode): took ${took}s to fail with an 8 s timeout"; exit 1; }
   # Rank 0's error names the operation, the group and the rank.
   expect_log "$tmp/$mode.log" "E .*world rank 0"
@@ -54,7 +54,7 @@ timeout 90 "$venv/bin/torchrun" --standalone --nproc-per-node 3 --no-python "$tm
   --set run.dir="$tmp/f_stopped" > "$tmp/stopped.log" 2>&1
 rc=$?
 set -e
-[ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "FAIL (stopped): exit $rc"; tail -20 "$tmp/stopped.log"; exit 1; }
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "FAIL (stopped): exit $rc"; show_log "$tmp/stopped.log"; exit 1; }
 grep -q "ranks that reached" "$tmp/stopped.log" || { echo "(stopped) errors logged:"; grep -E " E " "$tmp/stopped.log" | head -5; }
 expect_log "$tmp/stopped.log" "timed out after 6 s"
 expect_log "$tmp/stopped.log" "ranks that reached all_reduce #[0-9]* of this group: \[0, 2\]; not reached within 3 s more: \[1\]"

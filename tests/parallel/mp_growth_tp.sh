@@ -8,21 +8,21 @@ source "$(dirname "$0")/mp_common.sh"
 make_dataset
 grow=(--set growth.operator=g_stack --set growth.factor=2 --set model.n_layer=2)
 "$bin" train "$recipe" "${common[@]}" --set train.grad_accum=2 --set train.steps=10 --set checkpoint.every=10 \
-  --set run.dir="$tmp/small" > "$tmp/small.log" 2>&1 || { echo "FAIL: small run"; tail -20 "$tmp/small.log"; exit 1; }
+  --set run.dir="$tmp/small" > "$tmp/small.log" 2>&1 || { echo "FAIL: small run"; show_log "$tmp/small.log"; exit 1; }
 for d in one tp2 pp2; do
   "$bin" grow --from "$tmp/small" --to "$recipe" --out "$tmp/$d" "${common[@]}" "${grow[@]}" > "$tmp/grow_$d.log" 2>&1 ||
-    { echo "FAIL: strata grow"; tail -20 "$tmp/grow_$d.log"; exit 1; }
+    { echo "FAIL: strata grow"; show_log "$tmp/grow_$d.log"; exit 1; }
 done
 after=(--set train.grad_accum=2 --set train.steps=16 --set checkpoint.every=0)
 "$bin" train "$recipe" "${common[@]}" "${grow[@]}" "${after[@]}" --set run.dir="$tmp/one" --resume > "$tmp/one.log" 2>&1 ||
-  { echo "FAIL: one-process resume of the grown checkpoint"; tail -20 "$tmp/one.log"; exit 1; }
+  { echo "FAIL: one-process resume of the grown checkpoint"; show_log "$tmp/one.log"; exit 1; }
 "$src/scripts/launch/torchrun.sh" -n 2 "$recipe" "${common[@]}" "${grow[@]}" "${after[@]}" --set parallel.tp=2 \
-  --set run.dir="$tmp/tp2" --resume > "$tmp/tp2.log" 2>&1 || { echo "FAIL: tp = 2 resume of the grown checkpoint"; tail -30 "$tmp/tp2.log"; exit 1; }
+  --set run.dir="$tmp/tp2" --resume > "$tmp/tp2.log" 2>&1 || { echo "FAIL: tp = 2 resume of the grown checkpoint"; show_log "$tmp/tp2.log"; exit 1; }
 expect_log "$tmp/tp2.log" "tensor parallel: tp = 2"
 expect_log "$tmp/one.log" "growth: the checkpoint holds the grown model"
 check_same "$tmp/tp2" "$tmp/one"
 "$src/scripts/launch/torchrun.sh" -n 2 "$recipe" "${common[@]}" "${grow[@]}" "${after[@]}" --set parallel.pp=2 \
-  --set run.dir="$tmp/pp2" --resume > "$tmp/pp2.log" 2>&1 || { echo "FAIL: pp = 2 resume of the grown checkpoint"; tail -30 "$tmp/pp2.log"; exit 1; }
+  --set run.dir="$tmp/pp2" --resume > "$tmp/pp2.log" 2>&1 || { echo "FAIL: pp = 2 resume of the grown checkpoint"; show_log "$tmp/pp2.log"; exit 1; }
 expect_log "$tmp/pp2.log" "pipeline: pp rank 0 of 2"
 check_same "$tmp/pp2" "$tmp/one"
 # A growth event that has not happened yet cannot run sharded.

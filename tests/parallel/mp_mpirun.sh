@@ -7,7 +7,7 @@ reference "$tmp/ref"
 run() {
   local n=$1 ga=$2 dir=$3; shift 3
   STRATA_BIN="$bin" "$src/scripts/launch/mpirun.sh" -n "$n" "$recipe" "${common[@]}" --set train.grad_accum="$ga" \
-    --set run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "FAIL: mpirun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
+    --set run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "FAIL: mpirun -n $n exited $?"; show_log "$dir.log"; exit 1; }
 }
 run 2 2 "$tmp/dp2"
 expect_log "$tmp/dp2.log" "world: mpi launch: rank 0 of 2"

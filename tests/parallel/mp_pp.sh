@@ -14,13 +14,13 @@ llama=(--set model.arch=llama --set model.n_kv_head=1 --set model.multiple_of=16
 one() {  # one DIR [extra --set ...]: one process, grad_accum 4
   local dir=$1; shift
   "$bin" train "$recipe" "${common[@]}" "${pp_common[@]}" --set train.grad_accum=4 --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: one process exited $?"; tail -30 "$dir.log"; exit 1; }
+    > "$dir.log" 2>&1 || { echo "FAIL: one process exited $?"; show_log "$dir.log"; exit 1; }
 }
 run() {  # run NPROC GRAD_ACCUM DIR [extra --set ...]
   local n=$1 ga=$2 dir=$3; shift 3
   STRATA_BIN="$bin" "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" "${pp_common[@]}" \
     --set train.grad_accum="$ga" --set run.dir="$dir" "$@" > "$dir.log" 2>&1 \
-    || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
+    || { echo "FAIL: torchrun -n $n exited $?"; show_log "$dir.log"; exit 1; }
 }
 # resume_from SRC DST NPROC [extra --set ...]: DST = SRC cut back to its step-4 checkpoint, resumed.
 resume_from() {

@@ -24,7 +24,7 @@ pid=$!
 wait_for_rows "$tmp/p1/metrics.jsonl" 4
 kill -TERM $pid
 rc=0; wait $pid || rc=$?
-[ $rc -eq 0 ] || { echo "FAIL: a preempted run exited $rc"; tail -20 "$tmp/p1.log"; exit 1; }
+[ $rc -eq 0 ] || { echo "FAIL: a preempted run exited $rc"; show_log "$tmp/p1.log"; exit 1; }
 expect_log "$tmp/p1.log" "preempted (signal 15): checkpoint at step"
 k=$(last_step "$tmp/p1")
 [ "$(cat "$STRATA_PREEMPT_MARKER")" = "$k" ] || { echo "FAIL: marker says $(cat "$STRATA_PREEMPT_MARKER"), checkpoint $k"; exit 1; }
@@ -54,11 +54,11 @@ tpid=$!
 wait_for_rows "$tmp/p2/metrics.jsonl" 4
 kill -TERM "$(cat "$tmp/pid.1")"
 rc=0; wait $tpid || rc=$?
-[ $rc -eq 0 ] || { echo "FAIL: torchrun exited $rc after SIGTERM to rank 1"; tail -30 "$tmp/p2.log"; exit 1; }
+[ $rc -eq 0 ] || { echo "FAIL: torchrun exited $rc after SIGTERM to rank 1"; show_log "$tmp/p2.log"; exit 1; }
 expect_log "$tmp/p2.log" "preempted (signal 15)"
 k=$(last_step "$tmp/p2")
 n=$((k + 3))
-tr_run "$tmp/p2" $n --resume > "$tmp/p2r.log" 2>&1 || { echo "FAIL: resume"; tail -30 "$tmp/p2r.log"; exit 1; }
+tr_run "$tmp/p2" $n --resume > "$tmp/p2r.log" 2>&1 || { echo "FAIL: resume"; show_log "$tmp/p2r.log"; exit 1; }
 "$bin" train "$recipe" "${common[@]}" "${sched[@]}" --set train.steps=$n --set train.grad_accum=4 --set run.dir="$tmp/ref2" \
   > "$tmp/ref2.log" 2>&1
 check_same "$tmp/p2" "$tmp/ref2"

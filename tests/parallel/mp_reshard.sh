@@ -20,12 +20,12 @@ run() {  # run TP PP DP DIR [extra --set ...]: global batch 16 = micro_batch 4 x
   local n=$((tp * pp * dp)) ga=$((4 / dp))
   if [ "$n" = 1 ]; then
     "$bin" train "$recipe" "${common[@]}" "${model[@]}" --set train.grad_accum="$ga" --set run.dir="$dir" "$@" \
-      > "$dir.log" 2>&1 || { echo "FAIL: one process ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+      > "$dir.log" 2>&1 || { echo "FAIL: one process ($dir) exited $?"; show_log "$dir.log"; exit 1; }
     return
   fi
   STRATA_BIN="$bin" "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" "${model[@]}" \
     --set parallel.tp="$tp" --set parallel.pp="$pp" --set train.grad_accum="$ga" --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: torchrun ($tp, $pp, $dp) ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+    > "$dir.log" 2>&1 || { echo "FAIL: torchrun ($tp, $pp, $dp) ($dir) exited $?"; show_log "$dir.log"; exit 1; }
 }
 # from_step SRC STEP DST: a copy of run SRC whose newest checkpoint is step STEP.
 from_step() {

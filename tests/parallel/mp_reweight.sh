@@ -19,13 +19,13 @@ rw=(--set train.steps=10 --set reweighting.strategy=linupper --set reweighting.r
 one() {  # one MICRO_BATCH GRAD_ACCUM DIR [extra --set ...]: a single process
   local mb=$1 ga=$2 dir=$3; shift 3
   "$bin" train "$recipe" "${common[@]}" "${rw[@]}" --set train.micro_batch="$mb" --set train.grad_accum="$ga" \
-    --set run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "FAIL: one process ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+    --set run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "FAIL: one process ($dir) exited $?"; show_log "$dir.log"; exit 1; }
 }
 run() {  # run NPROC MICRO_BATCH GRAD_ACCUM DIR [extra --set ...]: torchrun
   local n=$1 mb=$2 ga=$3 dir=$4; shift 4
   STRATA_BIN="$bin" "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" "${rw[@]}" --set train.micro_batch="$mb" \
     --set train.grad_accum="$ga" --set run.dir="$dir" "$@" > "$dir.log" 2>&1 ||
-    { echo "FAIL: torchrun -n $n ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+    { echo "FAIL: torchrun -n $n ($dir) exited $?"; show_log "$dir.log"; exit 1; }
 }
 # same_stats RUN REF: the reweight/* entries of every metrics row agree within 1e-5 relative.
 same_stats() {
@@ -83,7 +83,7 @@ cp -r "$tmp/dp2ga2/checkpoints/step_6" "$d/checkpoints/"
 cp "$tmp/dp2ga2/metrics.jsonl" "$d/metrics.jsonl"  # rows after step 6 are rewritten by the resumed run
 run 2 4 2 "$d" --set checkpoint.every=6 --resume
 expect_log "$d.log" "resumed"
-"$compare" "$d" "$tmp/dp2ga2" 0 || { echo "FAIL: the resumed dp = 2 run is not bitwise equal"; tail -20 "$d.log"; exit 1; }
+"$compare" "$d" "$tmp/dp2ga2" 0 || { echo "FAIL: the resumed dp = 2 run is not bitwise equal"; show_log "$d.log"; exit 1; }
 
 # Pipeline (two layers, one per stage; micro-batches = grad_accum = 2): pp = 2 with micro_batch 8, and
 # (pp, dp) = (2, 2) with micro_batch 4 per dp rank, against one process with micro_batch 8.

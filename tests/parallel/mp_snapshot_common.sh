@@ -58,5 +58,5 @@ snap_run() {
   [ $rc -eq 0 ] || { echo "FAIL: run $name exited $rc"; tail -40 "$tmp/$name.log"; tail -5 "$tmp/$name"/smp-n*.log; exit 1; }
 }
 same_bits() {
-  "$compare" "$1" "$2" 0 || { echo "FAIL: $1 is not bitwise equal to $2"; tail -20 "$1.log"; exit 1; }
+  "$compare" "$1" "$2" 0 || { echo "FAIL: $1 is not bitwise equal to $2"; show_log "$1.log"; exit 1; }
 }

@@ -51,7 +51,7 @@ t0=$(date +%s)
 # The whole state, one process (grad_accum 4: the same global batch).
 STRATA_SNAPSHOT_RANKS_PER_NODE=1 "$bin" train "$recipe" "${common[@]}" "${snap[@]}" --set train.grad_accum=4 \
   --set snapshot.smp_name="t$$full" --set snapshot.port=$((base_port + 50)) --set run.dir="$tmp/full" > "$tmp/full.log" 2>&1 ||
-  { echo "FAIL: one-process run"; tail -30 "$tmp/full.log"; exit 1; }
+  { echo "FAIL: one-process run"; show_log "$tmp/full.log"; exit 1; }
 names+=("t$$full")
 full_b=$(nbytes "$tmp/full.log" | head -1)
 echo "whole state: $full_b bytes"

@@ -11,11 +11,11 @@ make_dataset
 sophia=(--set model.bias=false --set optim.name=sophia --set optim.hessian_interval=3 --set optim.rho=0.05 --set optim.weight_decay=0.2
         --set checkpoint.every=10)
 "$bin" train "$recipe" "${common[@]}" "${sophia[@]}" --set train.grad_accum=4 --set run.dir="$tmp/ref" > "$tmp/ref.log" 2>&1 ||
-  { echo "FAIL: reference run exited $?"; tail -30 "$tmp/ref.log"; exit 1; }
+  { echo "FAIL: reference run exited $?"; show_log "$tmp/ref.log"; exit 1; }
 run() {  # run NPROC GRAD_ACCUM DIR [extra --set ...]
   local n=$1 ga=$2 dir=$3; shift 3
   "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" "${sophia[@]}" --set train.grad_accum="$ga" \
-    --set run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+    --set run.dir="$dir" "$@" > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n ($dir) exited $?"; show_log "$dir.log"; exit 1; }
 }
 STRATA_BIN="$bin" run 2 2 "$tmp/z2" --set parallel.zero1=true --set parallel.bucket_mb=0.01
 expect_log "$tmp/z2.log" "ZeRO-1 sharded optimizer"

@@ -18,7 +18,7 @@ run() {  # run NPROC DIR [extra --set ...]
   else
     STRATA_BIN="$bin" "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" "${sophia[@]}" \
       --set run.dir="$dir" "$@" > "$dir.log" 2>&1
-  fi || { echo "FAIL: $n process(es) ($dir) exited $?"; tail -30 "$dir.log"; exit 1; }
+  fi || { echo "FAIL: $n process(es) ($dir) exited $?"; show_log "$dir.log"; exit 1; }
 }
 same_curvature() {  # same_curvature RUN REF: the refresh metrics agree at every refresh
   python3 - "$2/metrics.jsonl" "$1/metrics.jsonl" <<'PY' || exit 1

@@ -13,7 +13,7 @@ make_dataset
 one() {  # one DIR [extra --set ...]: one process
   local dir=$1; shift
   "$bin" train "$recipe" "${common[@]}" --set run.dir="$dir" "$@" > "$dir.log" 2>&1 ||
-    { echo "FAIL: one-process run $dir"; tail -30 "$dir.log"; exit 1; }
+    { echo "FAIL: one-process run $dir"; show_log "$dir.log"; exit 1; }
 }
 # same_metrics RUN REF: every sparsity column of metrics.jsonl is identical, and every sparsity log
 # line of RUN (each rank prints them; a resumed run from its checkpoint on) is one of REF's.

@@ -10,7 +10,7 @@ source "$(dirname "$0")/slurm_local.sh"
 make_dataset
 reference "$tmp/ref"
 srun -N 1 -n 2 --kill-on-bad-exit=1 "$bin" train "$recipe" "${common[@]}" --set train.grad_accum=2 --set run.dir="$tmp/dp2" \
-  > "$tmp/dp2.log" 2>&1 || { echo "FAIL: srun exited $?"; tail -30 "$tmp/dp2.log"; exit 1; }
+  > "$tmp/dp2.log" 2>&1 || { echo "FAIL: srun exited $?"; show_log "$tmp/dp2.log"; exit 1; }
 expect_log "$tmp/dp2.log" "world: slurm launch: rank 0 of 2"
 expect_log "$tmp/dp2.log" "store $(hostname -s):"
 check_same "$tmp/dp2" "$tmp/ref"

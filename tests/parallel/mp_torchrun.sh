@@ -6,7 +6,7 @@ reference "$tmp/ref"
 run() {  # run NPROC GRAD_ACCUM DIR [extra --set ...]
   local n=$1 ga=$2 dir=$3; shift 3
   "$src/scripts/launch/torchrun.sh" -n "$n" "$recipe" "${common[@]}" --set train.grad_accum="$ga" --set run.dir="$dir" "$@" \
-    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; tail -30 "$dir.log"; exit 1; }
+    > "$dir.log" 2>&1 || { echo "FAIL: torchrun -n $n exited $?"; show_log "$dir.log"; exit 1; }
 }
 STRATA_BIN="$bin" run 2 2 "$tmp/dp2"
 expect_log "$tmp/dp2.log" "world: torchrun launch: rank 0 of 2"

@@ -19,7 +19,7 @@ for arch in gpt llama; do
   fi
   ref="$tmp/$arch-ref"
   "$bin" train "$recipe" "${common[@]}" "${model[@]}" "${ckpt[@]}" --set train.grad_accum=4 --set run.dir="$ref" \
-    > "$ref.log" 2>&1 || { echo "FAIL: reference $arch run"; tail -30 "$ref.log"; exit 1; }
+    > "$ref.log" 2>&1 || { echo "FAIL: reference $arch run"; show_log "$ref.log"; exit 1; }
 
   run 2 "$tmp/$arch-tp2" "${model[@]}" "${ckpt[@]}" --set parallel.tp=2 --set train.grad_accum=4
   expect_log "$tmp/$arch-tp2.log" "tensor parallel: tp = 2"
@@ -41,7 +41,7 @@ for arch in gpt llama; do
   # Checkpoints hold tp = 1 tensors: tp = 2 -> tp = 1 and tp = 1 -> tp = 2.
   cut_at_10 "$tmp/$arch-tp2" "$tmp/$arch-to1"
   "$bin" train "$recipe" "${common[@]}" "${model[@]}" "${ckpt[@]}" --set train.grad_accum=4 --set run.dir="$tmp/$arch-to1" \
-    --resume > "$tmp/$arch-to1.log" 2>&1 || { echo "FAIL: resume under tp = 1"; tail -30 "$tmp/$arch-to1.log"; exit 1; }
+    --resume > "$tmp/$arch-to1.log" 2>&1 || { echo "FAIL: resume under tp = 1"; show_log "$tmp/$arch-to1.log"; exit 1; }
   expect_log "$tmp/$arch-to1.log" "resumed from .*step_10"
   check_same "$tmp/$arch-to1" "$ref"
   cut_at_10 "$ref" "$tmp/$arch-to2"
@@ -68,7 +68,7 @@ echo "zero1: ok"
 # BERT (masked-LM batches; the MLM decoder bias is split with the vocabulary): tp = 2 equals tp = 1.
 bert=(--set model.arch=bert --set model.n_head=4 --set data.objective=mlm --set train.grad_accum=4)
 "$bin" train "$recipe" "${common[@]}" "${bert[@]}" --set run.dir="$tmp/bert-ref" > "$tmp/bert-ref.log" 2>&1 ||
-  { echo "FAIL: reference bert run"; tail -30 "$tmp/bert-ref.log"; exit 1; }
+  { echo "FAIL: reference bert run"; show_log "$tmp/bert-ref.log"; exit 1; }
 run 2 "$tmp/bert-tp2" "${bert[@]}" --set parallel.tp=2
 expect_log "$tmp/bert-tp2.log" "tensor parallel: tp = 2"
 check_same "$tmp/bert-tp2" "$tmp/bert-ref"
