@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 bin="${STRATA_BUILD_DIR:-build}/bin/strata"
 [ -x "$bin" ] || { echo "cpu_cache.sh: build first ($bin missing)" >&2; exit 1; }
 batch="${BATCH:-2}" seq="${SEQ:-64}" steps="${STEPS:-3}" threads="${THREADS:-$(nproc)}" reps="${REPS:-3}"
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+source scripts/bench/lib.sh  # median
 field() { sed -n "s|$1|\\1|p" <<<"$2"; }
 for preset in ${PRESETS:-gpt2-124m llama-110m}; do
   echo "== $preset: batch $batch x seq $seq, $steps timed steps (+1 warm-up), $threads threads, AdamW, $reps alternating reps"

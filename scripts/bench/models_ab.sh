@@ -12,7 +12,7 @@ bin="${STRATA_BUILD_DIR:-build}/bin/strata"
 python="${STRATA_PYTHON:-${STRATA_CACHE:-$HOME/.cache/strata}/venv/bin/python}"
 batch="${BATCH:-2}" seq="${SEQ:-64}" steps="${STEPS:-3}" threads="${THREADS:-1}" reps="${REPS:-5}" optimizer="${OPTIMIZER:-adamw}" dtype="${DTYPE:-fp32}"
 [ -x "$bin" ] || { echo "models_ab.sh: build first ($bin missing)" >&2; exit 1; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+source scripts/bench/lib.sh  # median
 for preset in ${PRESETS:-gpt2-124m llama-110m}; do
   echo "== $preset: batch $batch, seq $seq, $steps timed steps (+1 warm-up), $threads threads, optimizer $optimizer, $dtype, $reps interleaved reps"
   ss="" ps="" bs=""

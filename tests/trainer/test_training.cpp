@@ -2,6 +2,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -26,6 +27,17 @@ namespace {
 
 trainer::RunConfig tiny(const std::string& data, const std::string& run_dir, int64_t steps) {
   return testing::tiny_recipe(data, run_dir, steps);
+}
+
+// 10 steps, then a resumed run of the last 10, of a 20-step `cfg`: bitwise the losses of `straight`.
+void require_exact_resume(const trainer::RunConfig& cfg, const std::vector<double>& straight) {
+  REQUIRE(straight.size() == 20);
+  trainer::Trainer first(cfg, false);
+  first.run(/*stop_after=*/10);
+  trainer::Trainer second(cfg, true);
+  auto r2 = second.run();
+  REQUIRE(r2.losses.size() == 10);
+  for (int i = 0; i < 10; ++i) REQUIRE(r2.losses[i] == straight[10 + i]);
 }
 
 }  // namespace
@@ -151,12 +163,7 @@ TEST_CASE("train.fused_loss follows the unfused run and resumes exactly", "[trai
     CHECK((pf[kv.key()] - kv.value()).abs().max().item<double>() < 1e-3);
   }
   // Exact resume with the fused loss: 10 + 10 equals 20 straight, bitwise.
-  trainer::Trainer first(fused_cfg("resumed"), false);
-  first.run(/*stop_after=*/10);
-  trainer::Trainer second(fused_cfg("resumed"), true);
-  auto r2 = second.run();
-  REQUIRE(r2.losses.size() == 10);
-  for (int i = 0; i < 10; ++i) REQUIRE(r2.losses[i] == rf.losses[10 + i]);
+  require_exact_resume(fused_cfg("resumed"), rf.losses);
 }
 
 TEST_CASE("train.dtype = bf16 on CPU runs under autocast, follows fp32 and resumes exactly", "[trainer][e2e][bf16]") {
@@ -180,10 +187,5 @@ TEST_CASE("train.dtype = bf16 on CPU runs under autocast, follows fp32 and resum
   CHECK(r16.losses.back() < r16.losses.front() - 1.0);
   // Master weights stay fp32.
   for (const auto& kv : bf16.model().named_parameters()) CHECK(kv.value().scalar_type() == at::kFloat);
-  trainer::Trainer first(bf16_cfg("resumed"), false);
-  first.run(/*stop_after=*/10);
-  trainer::Trainer second(bf16_cfg("resumed"), true);
-  auto r2 = second.run();
-  REQUIRE(r2.losses.size() == 10);
-  for (int i = 0; i < 10; ++i) REQUIRE(r2.losses[i] == r16.losses[10 + i]);
+  require_exact_resume(bf16_cfg("resumed"), r16.losses);
 }
