@@ -28,25 +28,6 @@ AdamW::AdamW(std::vector<ParamGroup> groups, double b1, double b2, double eps, b
   }
 }
 
-void AdamW::step_fused(double lr) {
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const auto& g = groups_[gi];
-    std::vector<at::Tensor> ps, grads, ms, vs, steps;
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      if (!g.params[i].grad().defined()) continue;
-      ps.push_back(g.params[i]);
-      grads.push_back(g.params[i].grad());
-      ms.push_back(m_[gi][i]);
-      vs.push_back(v_[gi][i]);
-      steps.push_back(steps_[gi][i]);
-    }
-    if (ps.empty()) continue;
-    at::_foreach_add_(steps, 1.0);  // the kernel reads, but does not advance, the step counters
-    at::_fused_adamw_(ps, grads, ms, vs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1_, beta2_, g.weight_decay, eps_,
-                      /*amsgrad=*/false, /*maximize=*/false);
-  }
-}
-
 namespace {
 // Elements per slice of the exact CPU path: the slices of p, grad, m, v and the denominator (5 x
 // 256 KiB) stay in a 2 MiB L2 cache between the update's eight element-wise ops, so each tensor
@@ -55,11 +36,6 @@ namespace {
 // same result wherever it sits in a tensor (vector body or scalar tail), so slicing does not change
 // a single bit of the update (tests/optim/test_adamw.cpp checks it against the whole-tensor ops).
 constexpr int64_t kSliceElems = int64_t{1} << 16;
-
-struct AdamWScalars {
-  bool decays;
-  double decay, w1, beta2, w2, bc2_sqrt, eps, step_size;  // step_size = -lr / bc1
-};
 
 // The update on one set of same-shaped tensors; `denom` receives sqrt(v) / bc2_sqrt + eps.
 void adamw_ops(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, at::Tensor& denom,
@@ -71,45 +47,62 @@ void adamw_ops(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor&
   denom.div_(k.bc2_sqrt).add_(k.eps);
   p.addcdiv_(m, denom, k.step_size);
 }
+
+// A fused-kernel update needs dense row-major tensors: at::_fused_adamw_ on CPU walks raw memory in
+// order, so a transposed parameter would be paired with the wrong gradient and moment elements (it
+// does not check; tests/optim/test_adamw.cpp covers the case). Such tensors take the exact update.
+bool fusable(const at::Tensor& p, const at::Tensor& grad) {
+  return p.is_contiguous() && grad.is_contiguous() && grad.scalar_type() == p.scalar_type() && grad.device() == p.device();
+}
 }  // namespace
 
-void AdamW::step_exact(double lr) {
-  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t_)));
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    auto& g = groups_[gi];
-    const AdamWScalars k{g.weight_decay != 0.0, 1.0 - lr * g.weight_decay, 1.0 - beta1_, beta2_, 1.0 - beta2_, bc2_sqrt, eps_, -lr / bc1};
-    for (size_t i = 0; i < g.params.size(); ++i) {
-      at::Tensor& p = g.params[i];
-      const at::Tensor& grad = p.grad();
-      if (!grad.defined()) continue;
-      at::Tensor &m = m_[gi][i], &v = v_[gi][i];
-      const bool sliceable = p.device().is_cpu() && p.is_contiguous() && grad.is_contiguous() &&
-                             p.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat;
-      if (!sliceable) {  // the same ops on the whole tensors
-        auto denom = at::empty_like(v);
-        adamw_ops(p, grad, m, v, denom, k);
-        continue;
-      }
-      const int64_t n = p.numel();
-      if (!scratch_.defined() || scratch_.numel() < std::min(n, kSliceElems))
-        scratch_ = at::empty({kSliceElems}, v.options());
-      auto pf = p.view({-1}), gf = grad.view({-1}), mf = m.view({-1}), vf = v.view({-1});
-      for (int64_t s = 0; s < n; s += kSliceElems) {
-        const int64_t len = std::min(kSliceElems, n - s);
-        auto ps = pf.narrow(0, s, len), ms = mf.narrow(0, s, len), vs = vf.narrow(0, s, len);
-        auto denom = scratch_.narrow(0, 0, len);
-        adamw_ops(ps, gf.narrow(0, s, len), ms, vs, denom, k);
-      }
-    }
+void AdamW::update_exact(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, const AdamWScalars& k) {
+  const bool sliceable = p.device().is_cpu() && p.is_contiguous() && grad.is_contiguous() &&
+                         p.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat;
+  if (!sliceable) {  // the same ops on the whole tensors
+    auto denom = at::empty_like(v);
+    adamw_ops(p, grad, m, v, denom, k);
+    return;
+  }
+  const int64_t n = p.numel();
+  if (!scratch_.defined() || scratch_.numel() < std::min(n, kSliceElems)) scratch_ = at::empty({kSliceElems}, v.options());
+  auto pf = p.view({-1}), gf = grad.view({-1}), mf = m.view({-1}), vf = v.view({-1});
+  for (int64_t s = 0; s < n; s += kSliceElems) {
+    const int64_t len = std::min(kSliceElems, n - s);
+    auto ps = pf.narrow(0, s, len), ms = mf.narrow(0, s, len), vs = vf.narrow(0, s, len);
+    auto denom = scratch_.narrow(0, 0, len);
+    adamw_ops(ps, gf.narrow(0, s, len), ms, vs, denom, k);
   }
 }
 
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++t_;
-  if (fused_) return step_fused(lr);
-  step_exact(lr);
+  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2_, static_cast<double>(t_)));
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    auto& g = groups_[gi];
+    const AdamWScalars k{g.weight_decay != 0.0, 1.0 - lr * g.weight_decay, 1.0 - beta1_, beta2_, 1.0 - beta2_, bc2_sqrt, eps_, -lr / bc1};
+    std::vector<at::Tensor> ps, grads, ms, vs, steps;  // the fused kernel's share of this group
+    for (size_t i = 0; i < g.params.size(); ++i) {
+      at::Tensor& p = g.params[i];
+      const at::Tensor& grad = p.grad();
+      if (!grad.defined()) continue;
+      if (fused_ && fusable(p, grad)) {
+        ps.push_back(p);
+        grads.push_back(grad);
+        ms.push_back(m_[gi][i]);
+        vs.push_back(v_[gi][i]);
+        steps.push_back(steps_[gi][i]);
+      } else {
+        update_exact(p, grad, m_[gi][i], v_[gi][i], k);
+      }
+    }
+    if (fused_) at::_foreach_add_(steps_[gi], 1.0);  // every counter stays = t_ (the kernel reads, not advances, them)
+    if (!ps.empty())
+      at::_fused_adamw_(ps, grads, ms, vs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1_, beta2_, g.weight_decay, eps_,
+                        /*amsgrad=*/false, /*maximize=*/false);
+  }
 }
 
 std::map<std::string, at::Tensor> AdamW::state() const {

@@ -16,7 +16,7 @@ struct OptimConfig {
   // Which parameters get weight decay: matrices = every tensor with dim >= 2 (nanoGPT/GPT-3);
   // linear_only = only Linear-layer weights, not embeddings or a tied head (the Sophia repo's rule).
   std::string decay_rule = "matrices";
-  bool fused = true;  // AdamW on CUDA: use at::_fused_adamw_ (the CPU path is always the exact loop)
+  bool fused = true;  // AdamW: ATen's fused kernel (CPU and CUDA); false = the exact op-by-op loop (optim/adamw.hpp)
   // Sophia (specs/sophia.md, the authors' code form; betas default to [0.965, 0.99] in its recipes).
   double rho = 0.04;                      // clip threshold scale: ratio = |m| / (rho * bs * hc + 1e-15)
   int64_t hessian_interval = 10;          // k: refresh hc after step s when s % k == k - 1 (0-indexed)

@@ -13,8 +13,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, std::vector<Pa
   static const std::map<std::string, Factory> registry = {
       {"adamw",
        [](const OptimConfig& c, std::vector<ParamGroup> g) {
-         const bool on_cuda = !g.empty() && !g.front().params.empty() && g.front().params.front().is_cuda();
-         return std::make_unique<AdamW>(std::move(g), c.betas.at(0), c.betas.at(1), c.eps, c.fused && on_cuda);
+         return std::make_unique<AdamW>(std::move(g), c.betas.at(0), c.betas.at(1), c.eps, c.fused);
        }},
       {"sophia",
        [](const OptimConfig& c, std::vector<ParamGroup> g) {

@@ -40,8 +40,8 @@ double bench_model(const ModelBenchOptions& opt) {
   overrides.push_back("train.seq_len=" + std::to_string(opt.seq_len));
   auto cfg = load_recipe(opt.recipe, overrides).model;
   if (opt.dtype != "fp32" && opt.dtype != "bf16") fail("bench-model --dtype '{}': expected fp32 or bf16", opt.dtype);
-  if (opt.optimizer != "none" && opt.optimizer != "adamw")
-    fail("bench-model --optimizer '{}': expected none or adamw", opt.optimizer);
+  if (opt.optimizer != "none" && opt.optimizer != "adamw" && opt.optimizer != "adamw-exact")
+    fail("bench-model --optimizer '{}': expected none, adamw or adamw-exact", opt.optimizer);
   const auto device = bench_device(opt.device);
   const bool bf16 = opt.dtype == "bf16";
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
@@ -54,12 +54,12 @@ double bench_model(const ModelBenchOptions& opt) {
   model->to(device);
   model->train();
   std::unique_ptr<optim::Optimizer> optimizer;
-  if (opt.optimizer == "adamw") {
+  if (opt.optimizer != "none") {
     std::vector<std::pair<std::string, at::Tensor>> named;
     for (const auto& kv : model->named_parameters()) named.emplace_back(kv.key(), kv.value());
     optim::OptimConfig oc;
     oc.name = "adamw";
-    oc.fused = true;  // taken on CUDA only (optim/registry.cpp)
+    oc.fused = opt.optimizer == "adamw";  // adamw-exact: the op-by-op loop (optim/adamw.hpp)
     optimizer = optim::make_optimizer(oc, optim::default_param_groups(named, oc.weight_decay));
   }
   const auto lopt = at::TensorOptions().dtype(at::kLong).device(device);
@@ -117,7 +117,7 @@ double bench_model(const ModelBenchOptions& opt) {
   getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: KiB on Linux
   std::cout << fmt::format("strata: {:.1f} tokens/s {}{} ({}, batch {}, seq {}, {} steps, {:.2f} GFLOP/s{}, {:.1f} ms/step, "
                            "first loss {:.4f}, peak RSS {:.0f} MiB, {:.0f} page faults/step{})",
-                           tps, optimizer ? "train step (fwd+bwd+AdamW)" : "forward+backward",
+                           tps, !optimizer ? "forward+backward" : opt.optimizer == "adamw" ? "train step (fwd+bwd+AdamW)" : "train step (fwd+bwd+exact AdamW)",
                            opt.fused_loss ? " fused loss" : "", where, opt.batch, opt.seq_len, opt.steps, flops / 1e9, mfu,
                            1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss, ru.ru_maxrss / 1024.0, faults_per_step,
                            opt.cpu_cache || !device.is_cpu() ? "" : ", no CPU cache")

@@ -3,8 +3,10 @@
 models (pre-LN GPT-2 with tied embeddings and tanh GELU; Llama with RMSNorm, interleaved RoPE,
 SwiGLU, GQA), timed for forward+backward on random tokens with the same threads, batch and
 sequence length. Prints tokens/s. With --dtype bf16 it runs under bf16 autocast on its device (CUDA
-or CPU) like Strata's trainer, and --optimizer adamw adds torch.optim.AdamW(fused=True), so a step is a full
-training step (scripts/gpu/check.sh).
+or CPU) like Strata's trainer, and --optimizer adamw adds torch.optim.AdamW(fused=True) (ATen's fused
+kernel on CPU and CUDA, as Strata's default optim.fused), so a step is a full training step
+(scripts/gpu/check.sh); --optimizer adamw-exact uses the single-tensor loop (foreach=False,
+fused=False), as Strata's optim.fused: false.
 """
 import argparse
 import json
@@ -139,7 +141,7 @@ def main():
     p.add_argument("--arch", required=True)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--optimizer", default="none", choices=["none", "adamw"])
+    p.add_argument("--optimizer", default="none", choices=["none", "adamw", "adamw-exact"])
     p.add_argument("--load", help="start from `strata bench-model --save-init` weights and batch; prints first_loss")
     p.add_argument("--profile", action="store_true", help="after timing, print the top device kernels of 3 steps")
     a = p.parse_args()
@@ -147,7 +149,11 @@ def main():
     torch.manual_seed(0)
     dev = torch.device(a.device)
     m = Model(a, a.seq).to(dev).train()
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=a.device == "cuda") if a.optimizer == "adamw" else None
+    opt = None
+    if a.optimizer == "adamw":
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
+    elif a.optimizer == "adamw-exact":
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4, foreach=False, fused=False)
     ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     tgt = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
     if a.load:
