@@ -7,6 +7,7 @@
 #include <torch/autograd.h>
 
 #include "core/error.hpp"
+#include "optim/slices.hpp"
 
 namespace strata::optim {
 
@@ -29,14 +30,6 @@ AdamW::AdamW(std::vector<ParamGroup> groups, double b1, double b2, double eps, b
 }
 
 namespace {
-// Elements per slice of the exact CPU path: the slices of p, grad, m, v and the denominator (5 x
-// 256 KiB) stay in a 2 MiB L2 cache between the update's eight element-wise ops, so each tensor
-// crosses memory once per step instead of once per op, and no parameter-sized temporaries are
-// allocated. A multiple of every SIMD width, and ATen's element-wise kernels give each element the
-// same result wherever it sits in a tensor (vector body or scalar tail), so slicing does not change
-// a single bit of the update (tests/optim/test_adamw.cpp checks it against the whole-tensor ops).
-constexpr int64_t kSliceElems = int64_t{1} << 16;
-
 // The update on one set of same-shaped tensors; `denom` receives sqrt(v) / bc2_sqrt + eps.
 void adamw_ops(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, at::Tensor& denom,
                const AdamWScalars& k) {
@@ -57,22 +50,18 @@ bool fusable(const at::Tensor& p, const at::Tensor& grad) {
 }  // namespace
 
 void AdamW::update_exact(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, at::Tensor& v, const AdamWScalars& k) {
-  const bool sliceable = p.device().is_cpu() && p.is_contiguous() && grad.is_contiguous() &&
-                         p.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat;
-  if (!sliceable) {  // the same ops on the whole tensors
+  if (!sliceable(p, grad)) {  // the same ops on the whole tensors
     auto denom = at::empty_like(v);
     adamw_ops(p, grad, m, v, denom, k);
     return;
   }
-  const int64_t n = p.numel();
-  if (!scratch_.defined() || scratch_.numel() < std::min(n, kSliceElems)) scratch_ = at::empty({kSliceElems}, v.options());
+  if (!scratch_.defined()) scratch_ = at::empty({kSliceElems}, v.options());
   auto pf = p.view({-1}), gf = grad.view({-1}), mf = m.view({-1}), vf = v.view({-1});
-  for (int64_t s = 0; s < n; s += kSliceElems) {
-    const int64_t len = std::min(kSliceElems, n - s);
+  for_each_slice(p.numel(), [&](int64_t s, int64_t len) {
     auto ps = pf.narrow(0, s, len), ms = mf.narrow(0, s, len), vs = vf.narrow(0, s, len);
     auto denom = scratch_.narrow(0, 0, len);
     adamw_ops(ps, gf.narrow(0, s, len), ms, vs, denom, k);
-  }
+  });
 }
 
 void AdamW::step(double lr) {

@@ -1,11 +1,13 @@
 #include "optim/sophia.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
 #include "core/error.hpp"
+#include "optim/slices.hpp"
 
 namespace strata::optim {
 
@@ -34,8 +36,28 @@ Sophia::Sophia(std::vector<ParamGroup> groups, double b1, double b2, double rho,
 }
 
 at::Tensor Sophia::scaled_hessian(const at::Tensor& hc) const {
-  if (estimator_ == Estimator::Gnb) return hc * (rho_ * bs_);
-  return hc.clamp_min(0.0).mul_(rho_);
+  auto out = at::empty_like(hc);
+  scaled_hessian_out(out, hc);
+  return out;
+}
+
+void Sophia::scaled_hessian_out(at::Tensor& out, const at::Tensor& hc) const {
+  if (estimator_ == Estimator::Gnb) {
+    out.copy_(hc).mul_(rho_ * bs_);
+  } else {
+    at::clamp_min_out(out, hc, 0.0).mul_(rho_);
+  }
+}
+
+void Sophia::update(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, const at::Tensor& hc, at::Tensor& a,
+                    at::Tensor& b, double lr, double weight_decay) const {
+  p.mul_(1.0 - lr * weight_decay);
+  m.mul_(beta1_).add_(grad, 1.0 - beta1_);
+  at::abs_out(a, m);
+  scaled_hessian_out(b, hc);
+  a.div_(b.add_(1e-15)).clamp_max_(1.0);  // ratio = min(|m| / (scaled hc + 1e-15), 1)
+  at::sign_out(b, m);
+  p.addcmul_(b, a, -lr);
 }
 
 void Sophia::step(double lr) {
@@ -50,10 +72,18 @@ void Sophia::step(double lr) {
       const at::Tensor& grad = p.grad();
       if (!grad.defined()) continue;
       at::Tensor &m = m_[gi][i], &hc = hc_[gi][i];
-      p.mul_(1.0 - lr * g.weight_decay);
-      m.mul_(beta1_).add_(grad, 1.0 - beta1_);
-      auto ratio = (m.abs() / scaled_hessian(hc).add_(1e-15)).clamp_max_(1.0);
-      p.addcmul_(m.sign(), ratio, -lr);
+      if (!sliceable(p, grad)) {  // the same ops on the whole tensors
+        auto a = at::empty_like(m), b = at::empty_like(m);
+        update(p, grad, m, hc, a, b, lr, g.weight_decay);
+        continue;
+      }
+      if (!scratch_.defined()) scratch_ = at::empty({2, kSliceElems}, m.options());
+      auto pf = p.view({-1}), gf = grad.view({-1}), mf = m.view({-1}), hf = hc.view({-1});
+      for_each_slice(p.numel(), [&](int64_t s, int64_t len) {
+        auto ps = pf.narrow(0, s, len), ms = mf.narrow(0, s, len);
+        auto a = scratch_[0].narrow(0, 0, len), b = scratch_[1].narrow(0, 0, len);
+        update(ps, gf.narrow(0, s, len), ms, hf.narrow(0, s, len), a, b, lr, g.weight_decay);
+      });
     }
   }
 }

@@ -37,6 +37,10 @@ class Sophia final : public Optimizer {
 
  private:
   at::Tensor scaled_hessian(const at::Tensor& hc) const;  // the clip threshold's denominator without eps
+  void scaled_hessian_out(at::Tensor& out, const at::Tensor& hc) const;
+  // The step on same-shaped tensors (whole, or one slice of each); a and b are scratch.
+  void update(at::Tensor& p, const at::Tensor& grad, at::Tensor& m, const at::Tensor& hc, at::Tensor& a, at::Tensor& b,
+              double lr, double weight_decay) const;
 
   double beta1_, beta2_, rho_;
   int64_t interval_;
@@ -44,6 +48,7 @@ class Sophia final : public Optimizer {
   double bs_ = 0;
   int64_t steps_ = 0, refreshes_ = 0;
   std::vector<std::vector<at::Tensor>> m_, hc_;  // per group, per parameter; fp32
+  at::Tensor scratch_;                           // [2, slice] for the CPU update's |m| / ratio and sign
 };
 
 Sophia::Estimator parse_estimator(const std::string& name);

@@ -1,4 +1,5 @@
 // parallel::ProcessGroup over a c10d::Backend (Gloo or NCCL).
+#include <cstdlib>
 #include <functional>
 
 #include <ATen/ATen.h>
@@ -11,6 +12,18 @@
 
 namespace strata::parallel {
 namespace {
+
+// c10d's flight recorder (FlightRecorderDetail.hpp, torch 2.11) registers a group's status in a
+// process-wide std::map on the group's first collective *before* taking its lock, so two threads
+// whose groups record their first collective at the same time corrupt the map: ranks-as-threads tests
+// crashed there (SIGSEGV in _Rb_tree_insert_and_rebalance under recordWithResetEnabled, about 1 run
+// in 10 of test_optim), and a real process can run collectives of several groups from several
+// threads. Strata reports hangs itself (parallel/hang_report), so the recorder is off unless the
+// user asks for it: set at load time, before any thread exists and before the recorder reads it.
+const bool kFlightRecorderDefaultOff = [] {
+  setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/0);  // keeps a value the user set
+  return true;
+}();
 
 std::string what_of(const std::exception& e) {
   if (auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();

@@ -83,8 +83,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--device", bench.device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   bench_cmd->add_option("--dtype", bench.dtype, "fp32 | bf16 (autocast on the device: CUDA, or CPU with bf16 matmuls)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
   bench_cmd->add_option("--optimizer", bench.optimizer,
-                        "none (forward+backward) | adamw (a full training step, fused AdamW) | adamw-exact (the op-by-op AdamW loop)")
-      ->check(CLI::IsMember({"none", "adamw", "adamw-exact"}))
+                        "none (forward+backward) | adamw (a full training step, fused AdamW) | adamw-exact (the op-by-op "
+                        "AdamW loop) | sophia (Sophia's per-step update; its curvature refresh pass is not run)")
+      ->check(CLI::IsMember({"none", "adamw", "adamw-exact", "sophia"}))
       ->capture_default_str();
   bench_cmd->add_flag("--fused-loss", bench.fused_loss,
                       "LM head + cross-entropy in row chunks (models/blocks/linear_cross_entropy.hpp)");

@@ -23,6 +23,12 @@
 
 namespace strata::trainer {
 namespace {
+std::string step_kind(const std::string& optimizer) {
+  if (optimizer == "adamw") return "train step (fwd+bwd+AdamW)";
+  if (optimizer == "adamw-exact") return "train step (fwd+bwd+exact AdamW)";
+  if (optimizer == "sophia") return "train step (fwd+bwd+Sophia update, no refresh pass)";
+  return "forward+backward";
+}
 
 at::Device bench_device(const std::string& name) {
   if (name == "cpu") return at::Device(at::kCPU);
@@ -40,8 +46,8 @@ double bench_model(const ModelBenchOptions& opt) {
   overrides.push_back("train.seq_len=" + std::to_string(opt.seq_len));
   auto cfg = load_recipe(opt.recipe, overrides).model;
   if (opt.dtype != "fp32" && opt.dtype != "bf16") fail("bench-model --dtype '{}': expected fp32 or bf16", opt.dtype);
-  if (opt.optimizer != "none" && opt.optimizer != "adamw" && opt.optimizer != "adamw-exact")
-    fail("bench-model --optimizer '{}': expected none, adamw or adamw-exact", opt.optimizer);
+  if (opt.optimizer != "none" && opt.optimizer != "adamw" && opt.optimizer != "adamw-exact" && opt.optimizer != "sophia")
+    fail("bench-model --optimizer '{}': expected none, adamw, adamw-exact or sophia", opt.optimizer);
   const auto device = bench_device(opt.device);
   const bool bf16 = opt.dtype == "bf16";
   const int threads = opt.threads > 0 ? static_cast<int>(opt.threads) : static_cast<int>(std::thread::hardware_concurrency());
@@ -58,9 +64,12 @@ double bench_model(const ModelBenchOptions& opt) {
     std::vector<std::pair<std::string, at::Tensor>> named;
     for (const auto& kv : model->named_parameters()) named.emplace_back(kv.key(), kv.value());
     optim::OptimConfig oc;
-    oc.name = "adamw";
+    oc.name = opt.optimizer == "sophia" ? "sophia" : "adamw";
     oc.fused = opt.optimizer == "adamw";  // adamw-exact: the op-by-op loop (optim/adamw.hpp)
     optimizer = optim::make_optimizer(oc, optim::default_param_groups(named, oc.weight_decay));
+    // Sophia: its per-step update only; the curvature refresh pass (every optim.hessian_interval steps,
+    // a forward and backward on a sampled-label batch) is not run here.
+    optimizer->set_tokens_per_step(static_cast<double>(opt.batch * opt.seq_len));
   }
   const auto lopt = at::TensorOptions().dtype(at::kLong).device(device);
   auto ids = at::randint(0, cfg.vocab_size, {opt.batch, opt.seq_len}, lopt);
@@ -117,7 +126,7 @@ double bench_model(const ModelBenchOptions& opt) {
   getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: KiB on Linux
   std::cout << fmt::format("strata: {:.1f} tokens/s {}{} ({}, batch {}, seq {}, {} steps, {:.2f} GFLOP/s{}, {:.1f} ms/step, "
                            "first loss {:.4f}, peak RSS {:.0f} MiB, {:.0f} page faults/step{})",
-                           tps, !optimizer ? "forward+backward" : opt.optimizer == "adamw" ? "train step (fwd+bwd+AdamW)" : "train step (fwd+bwd+exact AdamW)",
+                           tps, step_kind(opt.optimizer),
                            opt.fused_loss ? " fused loss" : "", where, opt.batch, opt.seq_len, opt.steps, flops / 1e9, mfu,
                            1e3 * secs / std::max<int64_t>(opt.steps, 1), first_loss, ru.ru_maxrss / 1024.0, faults_per_step,
                            opt.cpu_cache || !device.is_cpu() ? "" : ", no CPU cache")

@@ -14,7 +14,7 @@ struct ModelBenchOptions {
   int64_t batch = 2, seq_len = 64, steps = 3, warmup = 1, threads = 0;
   std::string device = "cpu";        // cpu | cuda
   std::string dtype = "fp32";        // fp32 | bf16 (autocast on CUDA or CPU; weights stay fp32)
-  std::string optimizer = "none";    // none | adamw (fused kernel) | adamw-exact (op-by-op loop)
+  std::string optimizer = "none";    // none | adamw (fused kernel) | adamw-exact (op-by-op loop) | sophia
   bool fused_loss = false;           // the head and loss as models::linear_cross_entropy (train.fused_loss)
   bool cpu_cache = true;             // Strata's caching CPU allocator (train.cpu_cache; trainer/cpu_allocator.hpp)
   // When set: the initial weights (Strata names) and the batch ("__ids", "__targets") go to this

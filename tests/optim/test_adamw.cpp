@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "optim/adamw.hpp"
+#include "optim/slices.hpp"
 
 using namespace strata::optim;
 
@@ -86,9 +87,9 @@ TEST_CASE("AdamW's sliced CPU update is bitwise the whole-tensor update (torch's
   at::set_num_threads(2);
   at::manual_seed(3);
   const double lr = 3e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8;
-  // Sizes around the 65,536-element slice: several slices with a ragged end, exactly one, below one,
+  // Sizes around the 262,144-element slice (optim/slices.hpp): several slices with a ragged end, exactly one, below one,
   // a 2-D weight, and a transposed (non-contiguous) parameter that takes the whole-tensor path.
-  std::vector<at::Tensor> init = {at::randn({3 * 65536 + 77}), at::randn({65536}), at::randn({1000}),
+  std::vector<at::Tensor> init = {at::randn({3 * kSliceElems + 77}), at::randn({kSliceElems}), at::randn({1000}),
                                   at::randn({300, 700}), at::randn({40, 30}).t()};
   std::vector<double> decay = {0.1, 0.0, 0.1, 0.1, 0.1};
   std::vector<ParamGroup> groups;
@@ -144,11 +145,11 @@ TEST_CASE("fused AdamW: position-independent, counters follow the step, non-cont
   at::set_num_threads(2);
   at::manual_seed(5);
   const double lr = 3e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
-  const int64_t n = 3 * 65536 + 77;
+  const int64_t n = 3 * kSliceElems + 77;
   auto init = at::randn({n});
   auto whole = init.clone().set_requires_grad(true);
   // The same elements as three pieces with ragged, unaligned boundaries.
-  const std::vector<int64_t> cuts = {0, 13, 65536 + 7, n};
+  const std::vector<int64_t> cuts = {0, 13, kSliceElems + 7, n};
   std::vector<at::Tensor> pieces;
   std::vector<ParamGroup> piece_groups(1);
   piece_groups[0].weight_decay = wd;

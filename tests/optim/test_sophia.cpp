@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "optim/sophia.hpp"
+#include "optim/slices.hpp"
 
 using namespace strata::optim;
 using Catch::Matchers::Contains;
@@ -201,4 +202,60 @@ TEST_CASE("Sophia on two parameter shards equals Sophia on the whole tensor (ZeR
   REQUIRE(sharded[1].second == Approx(reference[1].second));
   REQUIRE(reference[0].second > 0.0);
   REQUIRE(reference[0].second < 1.0);
+}
+
+// The CPU step runs in kSliceElems-element slices with two scratch buffers (optim/sophia.cpp); it must be
+// bitwise the whole-tensor ops it replaced, for both estimators, across slice boundaries, a ragged
+// end and a non-contiguous parameter (which takes the whole-tensor path).
+TEST_CASE("Sophia's sliced CPU step is bitwise the whole-tensor step", "[optim][sophia][slices]") {
+  at::set_num_threads(2);
+  for (auto est : {Sophia::Estimator::Gnb, Sophia::Estimator::Hutchinson}) {
+    INFO((est == Sophia::Estimator::Gnb ? "gnb" : "hutchinson"));
+    at::manual_seed(7);
+    const double lr = 2e-3, b1 = 0.965, b2 = 0.99, rho = 0.04, bs = 480, wd = 0.1;
+    std::vector<at::Tensor> init = {at::randn({2 * kSliceElems + 301}), at::randn({kSliceElems}), at::randn({300, 70}),
+                                    at::randn({40, 30}).t()};
+    std::vector<at::Tensor> ours, ref, m, hc;
+    std::vector<ParamGroup> groups(1);
+    groups[0].weight_decay = wd;
+    for (size_t i = 0; i < init.size(); ++i) {
+      ours.push_back(i == 3 ? init[i].clone().t().contiguous().t().set_requires_grad(true)
+                            : init[i].clone().set_requires_grad(true));
+      ref.push_back(init[i].clone().contiguous());
+      m.push_back(at::zeros_like(ref.back()));
+      // hc spanning many magnitudes, some negative (Hutchinson), so ratios clip and do not.
+      hc.push_back(at::randn(ref.back().sizes()) * at::exp(at::randn(ref.back().sizes()) * 3.0) * 1e-3);
+      groups[0].names.push_back("p" + std::to_string(i));
+      groups[0].params.push_back(ours.back());
+    }
+    REQUIRE_FALSE(ours[3].is_contiguous());
+    Sophia opt(groups, b1, b2, rho, 10, est);
+    opt.set_tokens_per_step(bs);
+    std::map<std::string, at::Tensor> st = {{"sophia.steps", at::tensor({int64_t{0}})},
+                                            {"sophia.refreshes", at::tensor({int64_t{0}})}};
+    for (size_t i = 0; i < init.size(); ++i) {
+      st["sophia.m.p" + std::to_string(i)] = m[i];
+      st["sophia.hc.p" + std::to_string(i)] = hc[i];
+    }
+    opt.load_state(st);
+    for (int t = 1; t <= 4; ++t) {
+      for (size_t i = 0; i < init.size(); ++i) {
+        auto grad = at::randn(init[i].sizes()) * at::pow(10.0, at::randint(-4, 2, init[i].sizes()).to(at::kFloat));
+        ours[i].mutable_grad() = grad.clone();
+        // The whole-tensor ops, as the step ran them before slicing.
+        auto& p = ref[i];
+        p.mul_(1.0 - lr * wd);
+        m[i].mul_(b1).add_(grad, 1.0 - b1);
+        auto scaled = est == Sophia::Estimator::Gnb ? hc[i] * (rho * bs) : hc[i].clamp_min(0.0).mul_(rho);
+        auto ratio = (m[i].abs() / scaled.add_(1e-15)).clamp_max_(1.0);
+        p.addcmul_(m[i].sign(), ratio, -lr);
+      }
+      opt.step(lr);
+      for (size_t i = 0; i < init.size(); ++i) {
+        INFO("parameter " << i << ", step " << t);
+        REQUIRE(at::equal(ours[i].detach(), ref[i]));
+        REQUIRE(at::equal(opt.momentum(0, i), m[i]));
+      }
+    }
+  }
 }

@@ -63,6 +63,20 @@ TEST_CASE("gloo collectives give the reduced values") {
   });
 }
 
+// c10d's flight recorder registers groups without its lock (parallel/c10d_group.cpp): Strata turns it
+// off at load time unless the user set TORCH_FR_BUFFER_SIZE (this test binary does not).
+TEST_CASE("c10d's flight recorder is off by default (its group registration races across threads)") {
+  const char* v = std::getenv("TORCH_FR_BUFFER_SIZE");
+  REQUIRE(v != nullptr);
+  REQUIRE(std::string(v) == "0");
+  // and ranks as threads still run collectives: four ranks, first collectives on all at once.
+  run_ranks(4, [](int rank, ProcessGroup& g) {
+    auto t = at::full({8}, static_cast<float>(rank));
+    g.all_reduce(t, ReduceOp::Sum)->wait();
+    REQUIRE(at::equal(t, at::full({8}, 6.0f)));
+  });
+}
+
 TEST_CASE("a collective whose peer never comes raises an error naming the operation, group and rank") {
   auto start = std::chrono::steady_clock::now();
   try {
