@@ -87,7 +87,7 @@ void AdamW::step(double lr) {
         update_exact(p, grad, m_[gi][i], v_[gi][i], k);
       }
     }
-    if (fused_) at::_foreach_add_(steps_[gi], 1.0);  // every counter stays = t_ (the kernel reads, not advances, them)
+    if (fused_ && !steps_[gi].empty()) at::_foreach_add_(steps_[gi], 1.0);  // every counter stays = t_ (the kernel reads, not advances, them)
     if (!ps.empty())
       at::_fused_adamw_(ps, grads, ms, vs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1_, beta2_, g.weight_decay, eps_,
                         /*amsgrad=*/false, /*maximize=*/false);

@@ -209,4 +209,11 @@ TEST_CASE("fused AdamW: position-independent, counters follow the step, non-cont
   }
   REQUIRE(at::allclose(fused.detach(), exact.detach(), 0, 1e-6));
   REQUIRE_FALSE(at::equal(fused.detach(), exact.detach()));
+  // A group without parameters (e.g. no tensor matched the no-decay rule) steps as nothing.
+  auto lone = at::randn({10}).set_requires_grad(true);
+  auto groups = one_group(lone, wd);
+  groups.push_back(ParamGroup{});
+  AdamW with_empty(groups, b1, b2, eps, true);
+  lone.mutable_grad() = at::randn({10});
+  REQUIRE_NOTHROW(with_empty.step(lr));
 }
