@@ -12,8 +12,10 @@
 
 namespace strata::parallel {
 
-// Returns e.g. "ranks that reached all_reduce #57 of this group: [0, 2]; not reached: [1]". Never
-// throws: a store that cannot be reached is reported in the text.
+// Returns e.g. "ranks that reached all_reduce #57 of this group: [0, 2]; not reached: [1]". A rank
+// that timed out at a later collective of the group counts as having reached #57 (a peer stopped in
+// the middle of #57 can let it finish) and is named as past it. Never throws: a store that cannot be
+// reached is reported in the text.
 std::string report_hang_through_store(c10d::Store& store, const std::string& op, int64_t seq, int64_t rank,
                                       int64_t size, std::chrono::milliseconds timeout);
 

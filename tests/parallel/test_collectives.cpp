@@ -15,6 +15,7 @@
 #include "optim/zero1.hpp"
 #include "parallel/backends.hpp"
 #include "parallel/data_parallel.hpp"
+#include "parallel/hang_report.hpp"
 #include "tests/support/gloo_ranks.hpp"
 
 using namespace strata;
@@ -75,6 +76,30 @@ TEST_CASE("c10d's flight recorder is off by default (its group registration race
     g.all_reduce(t, ReduceOp::Sum)->wait();
     REQUIRE(at::equal(t, at::full({8}, 6.0f)));
   });
+}
+
+// Rank 1 is stopped in the middle of collective #5 of a 3-rank group: rank 2 got its share and
+// finished #5, then timed out at #6; rank 0 timed out at #5. Both reports must name rank 1 alone as
+// missing (a CI run of multiproc_failure reported rank 2 as missing from #5 and rank 0 from #6).
+TEST_CASE("the hang report counts a rank stuck at a later collective as having reached this one") {
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  const auto timeout = std::chrono::milliseconds(800);  // grace 0.4 s
+  std::string at5, at6;
+  std::thread r2([&] { at6 = report_hang_through_store(*store, "all_reduce", 6, 2, 3, timeout); });
+  at5 = report_hang_through_store(*store, "all_reduce", 5, 0, 3, timeout);
+  r2.join();
+  REQUIRE_THAT(at5, Catch::Matchers::StartsWith("ranks that reached all_reduce #5 of this group: [0, 2]; not reached within 0.4 s more: [1]"));
+  REQUIRE_THAT(at5, Catch::Matchers::Contains("already past it, stuck at a later collective: [2]"));
+  // From #6's side: rank 0 is behind (stuck at #5), so it has not reached #6; neither has rank 1.
+  REQUIRE_THAT(at6, Catch::Matchers::StartsWith("ranks that reached all_reduce #6 of this group: [2]; not reached within 0.4 s more: [0, 1]"));
+  // Every rank at the same collective: all reached, nobody past.
+  auto same = c10::make_intrusive<c10d::HashStore>();
+  std::string a, b;
+  std::thread t([&] { b = report_hang_through_store(*same, "broadcast", 3, 1, 2, timeout); });
+  a = report_hang_through_store(*same, "broadcast", 3, 0, 2, timeout);
+  t.join();
+  REQUIRE_THAT(a, Catch::Matchers::StartsWith("ranks that reached broadcast #3 of this group: [0, 1]; not reached within 0.4 s more: []"));
+  REQUIRE_THAT(a, !Catch::Matchers::Contains("past it"));
 }
 
 TEST_CASE("a collective whose peer never comes raises an error naming the operation, group and rank") {
