@@ -1,6 +1,5 @@
 #include "optim/sophia.hpp"
 
-#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
