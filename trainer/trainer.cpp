@@ -52,10 +52,6 @@ at::Device setup_device(const TrainSection& t) {
   return device;
 }
 
-namespace {
-
-}  // namespace
-
 Trainer::Trainer(RunConfig cfg, bool resume) : cfg_(std::move(cfg)) {
   device_ = setup_device(cfg_.train);
   check_pipeline_supported(cfg_);  // parallel.pp > 1: refuse what the pipeline does not run, naming the keys
